@@ -1,0 +1,103 @@
+"""Activation functions sigma and their derivatives sigma', from one table.
+
+Every backend (numpy for tests and transport, numba for the quadrature kernels,
+torch for the finite-d simulation) reads the same table, so the formulas exist
+once per backend and the names and codes are shared.
+
+Conventions: ``erf`` is ``erf(x / sqrt 2)`` (the probit-like normalisation common
+in this literature, with sigma'(0) = sqrt(2/pi)); ``sigmoid`` is ``1/(1+e^-x)``;
+the derivative of ``relu`` at 0 is taken as 0.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+from scipy import special
+
+#: name -> integer code used inside numba kernels
+CODES = {"tanh": 0, "relu": 1, "erf": 2, "sigmoid": 3, "linear": 4}
+NAMES = tuple(CODES)
+#: activations with sigma(-x) = -sigma(x) (their generated densities are symmetric)
+ODD = frozenset({"tanh", "erf", "linear"})
+_SQRT2 = math.sqrt(2.0)
+_ERF_SLOPE = math.sqrt(2.0 / math.pi)
+
+
+def code(name: str) -> int:
+    """Integer code of activation ``name`` (ValueError naming the choices otherwise)."""
+    try:
+        return CODES[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(NAMES)}") from None
+
+
+# ---------------------------------------------------------------- numpy
+def _np_sigmoid(x):
+    return special.expit(x)
+
+
+_NUMPY = {
+    "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
+    "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(np.result_type(x, 1.0))),
+    "erf": (lambda x: special.erf(x / _SQRT2), lambda x: _ERF_SLOPE * np.exp(-0.5 * np.square(x))),
+    "sigmoid": (_np_sigmoid, lambda x: _np_sigmoid(x) * (1.0 - _np_sigmoid(x))),
+    "linear": (lambda x: np.asarray(x, dtype=float) * 1.0, lambda x: np.ones_like(x, dtype=float)),
+}
+
+
+def numpy_pair(name: str):
+    """(sigma, sigma') as vectorised numpy functions."""
+    code(name)
+    return _NUMPY[name]
+
+
+# ---------------------------------------------------------------- numba
+@njit(cache=True, inline="always")
+def nb_sigma(x, act):
+    """sigma(x) for activation code ``act`` (scalar, numba)."""
+    if act == 0:
+        return math.tanh(x)
+    if act == 1:
+        return x if x > 0.0 else 0.0
+    if act == 2:
+        return math.erf(x / 1.4142135623730951)
+    if act == 3:
+        if x >= 0.0:
+            return 1.0 / (1.0 + math.exp(-x))
+        e = math.exp(x)
+        return e / (1.0 + e)
+    return x
+
+
+@njit(cache=True, inline="always")
+def nb_dsigma(x, act):
+    """sigma'(x) for activation code ``act`` (scalar, numba)."""
+    if act == 0:
+        t = math.tanh(x)
+        return 1.0 - t * t
+    if act == 1:
+        return 1.0 if x > 0.0 else 0.0
+    if act == 2:
+        return 0.7978845608028654 * math.exp(-0.5 * x * x)
+    if act == 3:
+        s = nb_sigma(x, 3)
+        return s * (1.0 - s)
+    return 1.0
+
+
+# ---------------------------------------------------------------- torch
+def torch_pair(name: str):
+    """(sigma, sigma') as torch functions (imported lazily: the theory never needs torch)."""
+    import torch
+
+    code(name)
+    table = {
+        "tanh": (torch.tanh, lambda x: 1.0 - torch.tanh(x) ** 2),
+        "relu": (torch.relu, lambda x: (x > 0).to(x.dtype)),
+        "erf": (lambda x: torch.special.erf(x / _SQRT2), lambda x: _ERF_SLOPE * torch.exp(-0.5 * x * x)),
+        "sigmoid": (torch.sigmoid, lambda x: torch.sigmoid(x) * (1.0 - torch.sigmoid(x))),
+        "linear": (lambda x: x, torch.ones_like),
+    }
+    return table[name]

@@ -1,0 +1,201 @@
+"""Result objects and their HDF5 files (the same names for theory and simulation).
+
+Layout (``Result.write``)::
+
+    /            attrs: kind ('theory'|'simulation'), hdae_version, created, config (TOML),
+                        seed, device, wall_time_s, status, message, d, replica_axis, + extras
+    /train/theta (n_ckpt)       /train/Q (.., n_ckpt, r, r)    /train/Omega (.., n_ckpt, K, r, r)
+    /train/M (.., n_ckpt, r, K) /train/G (.., n_ckpt, r, R)    /train/b (.., n_ckpt)
+    /init/w (n_replicas, d, r)  /init/b (n_replicas)           [when explicit weights exist]
+    /sample/theta (n_s)         /sample/projected (.., n_s, n, R)   [+ /sample/Z, /sample/S]
+    /target/weights (K) /target/means (K, R) /target/covariances (K, R, R): projected target
+    /extra/...                  producer-specific arrays (e.g. the theory's per-bin trajectories)
+
+``..`` is the leading replica axis (n_replicas): always present in simulation files, present
+in theory files only when the theory was started from a multi-replica simulation
+(``replica_axis`` attribute). In memory a :class:`Result` always carries the replica axis.
+
+Files are written to a temporary name in the same folder and renamed into place, so a
+crash never leaves a half-written file, and an existing file is never replaced unless
+``force=True``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ._version import __version__
+
+TRAIN_STATS = ("Q", "Omega", "M", "G", "b")
+
+
+class OutputExistsError(FileExistsError):
+    """Refusing to overwrite an existing result file."""
+
+
+@dataclass
+class TrainRecord:
+    """Summary statistics at the checkpoints; every array has a leading replica axis."""
+
+    theta: np.ndarray  # (n_ckpt,)
+    Q: np.ndarray  # (n_rep, n_ckpt, r, r)
+    Omega: np.ndarray  # (n_rep, n_ckpt, K, r, r)
+    M: np.ndarray  # (n_rep, n_ckpt, r, K)
+    G: np.ndarray  # (n_rep, n_ckpt, r, R)
+    b: np.ndarray  # (n_rep, n_ckpt)
+
+    def truncated(self, n: int) -> "TrainRecord":
+        """The first ``n`` checkpoints (what was computed before a divergence)."""
+        return TrainRecord(self.theta[:n], *(getattr(self, k)[:, :n] for k in TRAIN_STATS))
+
+
+@dataclass
+class SampleRecord:
+    """Generated samples projected on the observation space, per sampled training time."""
+
+    theta: np.ndarray  # (n_s,)
+    projected: np.ndarray  # (n_rep, n_s, n, R)
+    Z: np.ndarray | None = None  # (n_rep, n_s, n, r): samples in the span of the weights
+    S: np.ndarray | None = None  # (n_rep, n_s): variance of the part orthogonal to the weights
+
+
+@dataclass
+class Result:
+    """One run (theory or simulation) of one problem. See the module docstring for the file layout."""
+
+    kind: str
+    config_text: str
+    seed: int
+    d: int
+    train: TrainRecord
+    device: str = "cpu"
+    wall_time_s: float = 0.0
+    init_w: np.ndarray | None = None  # (n_rep, d, r)
+    init_b: np.ndarray | None = None  # (n_rep,)
+    sample: SampleRecord | None = None
+    target: dict | None = None  # {'weights','means','covariances'} of the projected target
+    status: str = "success"  # 'success' | 'diverged'
+    message: str = ""
+    replica_axis: bool = True
+    extras: dict = field(default_factory=dict)  # name -> array, stored under /extra
+    attrs: dict = field(default_factory=dict)  # more root attributes (str/number)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    hdae_version: str = __version__
+
+    @property
+    def n_replicas(self) -> int:
+        return self.train.Q.shape[0]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def problem(self):
+        """The :class:`~hdae.config.Problem` this result was computed for (rebuilt from its config)."""
+        from .config import load_problem
+
+        return load_problem(self.config_text)
+
+    # ------------------------------------------------------------------ HDF5
+    def write(self, path, force: bool = False) -> Path:
+        """Write atomically to ``path``; refuse to replace an existing file unless ``force``."""
+        path = Path(path)
+        check_writable(path, force)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with h5py.File(tmp, "w") as f:
+                self._fill(f)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def _fill(self, f: h5py.File):
+        drop = (lambda a: a) if self.replica_axis else (lambda a: a[0])
+        attrs = {
+            "kind": self.kind, "hdae_version": self.hdae_version, "created": self.created,
+            "config": self.config_text, "seed": self.seed, "device": self.device,
+            "wall_time_s": float(self.wall_time_s), "status": self.status, "message": self.message,
+            "d": self.d, "replica_axis": self.replica_axis, "n_replicas": self.n_replicas,
+        }
+        attrs.update(self.attrs)
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        g = f.create_group("train")
+        g.create_dataset("theta", data=self.train.theta)
+        for k in TRAIN_STATS:
+            g.create_dataset(k, data=drop(getattr(self.train, k)), compression="gzip")
+        if self.init_w is not None or self.init_b is not None:
+            g = f.create_group("init")
+            if self.init_w is not None:
+                g.create_dataset("w", data=self.init_w, compression="gzip")
+            if self.init_b is not None:
+                g.create_dataset("b", data=self.init_b)
+        if self.sample is not None:
+            g = f.create_group("sample")
+            g.create_dataset("theta", data=self.sample.theta)
+            g.create_dataset("projected", data=drop(self.sample.projected), compression="gzip")
+            for k in ("Z", "S"):
+                if getattr(self.sample, k) is not None:
+                    g.create_dataset(k, data=drop(getattr(self.sample, k)), compression="gzip")
+        if self.target is not None:
+            g = f.create_group("target")
+            for k, v in self.target.items():
+                g.create_dataset(k, data=v)
+        if self.extras:
+            g = f.create_group("extra")
+            for k, v in self.extras.items():
+                g.create_dataset(k, data=v, compression="gzip" if np.ndim(v) else None)
+
+    @classmethod
+    def read(cls, path) -> "Result":
+        """Read a result file written by :meth:`write`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no result file at {str(path)!r}")
+        with h5py.File(path, "r") as f:
+            a = dict(f.attrs)
+            rep = bool(a.pop("replica_axis"))
+            add = (lambda x: x) if rep else (lambda x: x[None])
+            tr = f["train"]
+            train = TrainRecord(tr["theta"][()], *(add(tr[k][()]) for k in TRAIN_STATS))
+            init_w = f["init/w"][()] if "init/w" in f else None
+            init_b = f["init/b"][()] if "init/b" in f else None
+            sample = None
+            if "sample" in f:
+                s = f["sample"]
+                sample = SampleRecord(s["theta"][()], add(s["projected"][()]),
+                                      *(add(s[k][()]) if k in s else None for k in ("Z", "S")))
+            target = {k: v[()] for k, v in f["target"].items()} if "target" in f else None
+            extras = {k: v[()] for k, v in f["extra"].items()} if "extra" in f else {}
+        core = {k: a.pop(k) for k in ("kind", "config", "seed", "d", "device", "wall_time_s", "status",
+                                      "message", "created", "hdae_version")}
+        a.pop("n_replicas", None)
+        return cls(kind=str(core["kind"]), config_text=str(core["config"]), seed=int(core["seed"]), d=int(core["d"]),
+                   train=train, device=str(core["device"]), wall_time_s=float(core["wall_time_s"]), init_w=init_w,
+                   init_b=init_b, sample=sample, target=target, status=str(core["status"]),
+                   message=str(core["message"]), replica_axis=rep, extras=extras,
+                   attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in a.items()},
+                   created=str(core["created"]), hdae_version=str(core["hdae_version"]))
+
+
+def check_writable(path, force: bool = False):
+    """Raise :class:`OutputExistsError` if ``path`` exists and ``force`` is not set."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{str(path)!r} exists; refusing to overwrite it (use --force / force=True)")
+    if path.exists() and path.is_dir():
+        raise OutputExistsError(f"{str(path)!r} is a directory")
+
+
+def read(path) -> Result:
+    """Shortcut for :meth:`Result.read`."""
+    return Result.read(path)

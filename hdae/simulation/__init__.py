@@ -1,0 +1,6 @@
+"""Finite-d ground truth: online SGD of the DAE and the d-dimensional generative sampler (torch)."""
+from .run import simulate
+from .sampler import sample_finite_d
+from .sgd import OnlineSGD
+
+__all__ = ["simulate", "sample_finite_d", "OnlineSGD"]

@@ -1,0 +1,137 @@
+"""Online SGD of the tied two-layer DAE in d dimensions, batched over independent replicas.
+
+Exactly the definitions of section 1 of the derivation note:
+
+    f(x) = b x + w sigma(w^T x/sqrt d)/sqrt d,            w: (d, r), b scalar
+    l    = sum_j omega_j || f(x_{t_j}) - x1 ||^2,          x_t = alpha_t x0 + beta_t x1
+    w   <- w - eta (grad_w l + (lambda/d) w),    b <- b - (eta/d^2) dl/db,
+    theta = 2 eta mu / d after mu steps,
+
+with a fresh (x0, x1) at every step (batch size 1) for each replica. The gradient is the
+closed form of section 3 (checked against torch autograd in the tests):
+
+    grad_w l = (2/sqrt d)(x0 v0^T - x1 v1^T) + (2/d) w sum_t omega_t sigma_t sigma_t^T,
+    v0 = sum_t omega_t alpha_t (b sigma_t + c_t),  v1 = sum_t omega_t ((1 - b beta_t) sigma_t - beta_t c_t),
+    c_t = (b h_t - lam1 + Q sigma_t) * sigma'(h_t),  h_t = alpha_t lam0 + beta_t lam1,
+
+where lam0 = w^T x0/sqrt d, lam1 = w^T x1/sqrt d and Q = w^T w/d.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import activations
+
+
+class MixtureSampler:
+    """Draws x1 ~ sum_c pi_c N(mu_c, diag(s_c)) in d dimensions on a torch device."""
+
+    def __init__(self, realised, device, dtype):
+        self.weights = torch.as_tensor(realised.weights, dtype=dtype, device=device)
+        self.centroids = torch.as_tensor(realised.centroids, dtype=dtype, device=device)  # (K, d)
+        self.std = torch.as_tensor(realised.eigenvalues, dtype=dtype, device=device).sqrt()  # (K, d)
+        self.d = realised.d
+
+    def draw(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+        """x1 of shape ``shape + (d,)``."""
+        n = math.prod(shape)
+        c = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn((n, self.d), generator=generator, device=self.weights.device, dtype=self.weights.dtype)
+        return (self.centroids[c] + self.std[c] * z).reshape(*shape, self.d)
+
+
+class OnlineSGD:
+    """The SGD dynamics for a batch of replicas.
+
+    Parameters: ``target`` has ``draw(shape, generator)``; ``alphas, betas, omegas`` are the
+    training-time grid (T,); ``lr`` eta, ``weight_decay`` lambda; ``activation`` a name.
+    """
+
+    def __init__(self, target, alphas, betas, omegas, lr: float, weight_decay: float, activation: str,
+                 device, dtype):
+        self.target = target
+        self.d = target.d
+        as_t = lambda v: torch.as_tensor(v, dtype=dtype, device=device).reshape(-1)  # noqa: E731
+        self.alphas, self.betas, self.omegas = as_t(alphas), as_t(betas), as_t(omegas)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.sigma, self.dsigma = activations.torch_pair(activation)
+        self.device, self.dtype = device, dtype
+
+    # ------------------------------------------------------------------ one step, exact
+    def gradient(self, w, b, x0, x1):
+        """(grad_w l, dl/db) for replicas: w (n, d, r), b (n,), x0 and x1 (n, d)."""
+        d = self.d
+        sd = math.sqrt(d)
+        a, be, om = self.alphas, self.betas, self.omegas  # (T,)
+        lam0 = torch.bmm(x0.unsqueeze(1), w).squeeze(1) / sd  # (n, r)
+        lam1 = torch.bmm(x1.unsqueeze(1), w).squeeze(1) / sd
+        Q = torch.bmm(w.transpose(1, 2), w) / d  # (n, r, r)
+        h = a[None, :, None] * lam0[:, None, :] + be[None, :, None] * lam1[:, None, :]  # (n, T, r)
+        s, sp = self.sigma(h), self.dsigma(h)
+        bb = b[:, None, None]
+        c = (bb * h - lam1[:, None, :] + torch.einsum("nab,ntb->nta", Q, s)) * sp
+        v0 = torch.einsum("t,ntr->nr", om * a, bb * s + c)
+        v1 = torch.einsum("t,ntr->nr", om, (1 - bb * be[None, :, None]) * s - be[None, :, None] * c)
+        S = torch.einsum("t,nta,ntb->nab", om, s, s)
+        grad = (2 / sd) * (x0.unsqueeze(2) * v0.unsqueeze(1) - x1.unsqueeze(2) * v1.unsqueeze(1))
+        grad = grad + (2 / d) * torch.bmm(w, S)
+        n00, n01, n11 = (x0 * x0).sum(1), (x0 * x1).sum(1), (x1 * x1).sum(1)  # (n,)
+        xt2 = a[None] ** 2 * n00[:, None] + 2 * (a * be)[None] * n01[:, None] + be[None] ** 2 * n11[:, None]
+        x1xt = a[None] * n01[:, None] + be[None] * n11[:, None]
+        dldb = 2 * ((b[:, None] * xt2 + (s * h).sum(2) - x1xt) * om[None]).sum(1)
+        return grad, dldb
+
+    def loss(self, w, b, x0, x1):
+        """Per-replica loss l (n,) straight from the definition (for autograd checks)."""
+        sd = math.sqrt(self.d)
+        total = 0.0
+        for a, be, om in zip(self.alphas, self.betas, self.omegas):
+            xt = a * x0 + be * x1
+            f = b[:, None] * xt + torch.bmm(self.sigma(torch.bmm(xt.unsqueeze(1), w) / sd), w.transpose(1, 2)).squeeze(1) / sd
+            total = total + om * ((f - x1) ** 2).sum(1)
+        return total
+
+    def step(self, w, b, x0, x1):
+        """One SGD step in place on w (n, d, r) and b (n,)."""
+        grad, dldb = self.gradient(w, b, x0, x1)
+        w.mul_(1.0 - self.lr * self.weight_decay / self.d).sub_(grad, alpha=self.lr)
+        b.sub_(dldb, alpha=self.lr / self.d**2)
+
+    def run(self, w, b, n_steps: int, generator, chunk: int = 256):
+        """``n_steps`` steps in place, noise drawn ``chunk`` steps at a time.
+
+        Returns None, or the 0-based index of the first step after which some replica's
+        weights were non-finite (then w, b are left at the state just before that step)."""
+        done = 0
+        while done < n_steps:
+            m = min(chunk, n_steps - done)
+            n = w.shape[0]
+            x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
+            x1 = self.target.draw((m, n), generator)
+            w_start, b_start = w.clone(), b.clone()
+            for j in range(m):
+                self.step(w, b, x0[j], x1[j])
+            if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+                w.copy_(w_start), b.copy_(b_start)
+                for j in range(m):  # replay the chunk to find the exact step
+                    w_prev, b_prev = w.clone(), b.clone()
+                    self.step(w, b, x0[j], x1[j])
+                    if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+                        w.copy_(w_prev), b.copy_(b_prev)
+                        return done + j
+            done += m
+        return None
+
+
+def summary_statistics(w, b, eigenvalues, centroids, basis):
+    """Q (n, r, r), Omega (n, K, r, r), M (n, r, K), G (n, r, R), b (n,) of weights w (n, d, r).
+
+    Q = w^T w/d, Omega_c = w^T Sigma_c w/d, M = w^T mu/sqrt d, G = w^T E/sqrt d (section 1)."""
+    d = w.shape[1]
+    Q = torch.bmm(w.transpose(1, 2), w) / d
+    Omega = torch.einsum("nia,ci,nib->ncab", w, eigenvalues, w) / d
+    M = torch.einsum("nia,ci->nac", w, centroids) / math.sqrt(d)
+    G = torch.einsum("nia,iR->naR", w, basis) / math.sqrt(d)
+    return {"Q": Q, "Omega": Omega, "M": M, "G": G, "b": b.clone()}

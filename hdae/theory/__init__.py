@@ -1,0 +1,4 @@
+"""Theory: quadrature nodes, numba kernels, the summary-statistic ODEs, transport."""
+from .solve import solve
+
+__all__ = ["solve"]

@@ -1,0 +1,78 @@
+"""Fixed nodes for the Gaussian expectations of the ODE right-hand side.
+
+All expectations are over a standard normal xi in R^k (k = r for one training time, 2r for
+several; see :mod:`hdae.theory.kernels`). Nodes never change during a solve, so the
+right-hand side is a smooth deterministic function of the statistics.
+
+* ``gauss-hermite``: tensor product of n-point Gauss-Hermite rules (exact for polynomials of
+  degree < 2n in each variable; spectrally accurate for smooth activations);
+* ``sobol``: scrambled Sobol points with a fixed seed mapped through the normal quantile,
+  symmetrised (xi and -xi), so odd moments vanish exactly; for non-smooth activations or
+  large k where a tensor grid would be too large.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+from scipy.special import ndtri
+from scipy.stats import qmc
+
+#: Gauss-Hermite points per dimension used by 'auto' for smooth activations, by dimension k
+_GH_AUTO = {1: 48, 2: 24, 3: 12, 4: 8}
+#: Sobol points (before symmetrisation) used by 'auto'
+_SOBOL_AUTO = 4096
+_SMOOTH = frozenset({"tanh", "erf", "sigmoid", "linear"})
+SOBOL_SEED = 20240607
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """Quadrature rule for E[f(xi)], xi ~ N(0, I_k): sum_i weights[i] f(points[i])."""
+
+    points: np.ndarray  # (N, k)
+    weights: np.ndarray  # (N,), sum 1
+    rule: str
+    size: int  # points per dimension (Gauss-Hermite) or Sobol points before symmetrisation
+
+    @property
+    def dim(self) -> int:
+        return self.points.shape[1]
+
+
+@lru_cache(maxsize=32)
+def gauss_hermite(k: int, n: int) -> Nodes:
+    """Tensor Gauss-Hermite rule with n points per dimension in k dimensions (n^k nodes)."""
+    x, w = hermegauss(n)
+    w = w / w.sum()
+    grids = np.meshgrid(*([x] * k), indexing="ij")
+    wgrids = np.meshgrid(*([w] * k), indexing="ij")
+    pts = np.stack([g.ravel() for g in grids], axis=1)
+    wts = np.prod(np.stack([g.ravel() for g in wgrids], axis=1), axis=1)
+    return Nodes(points=np.ascontiguousarray(pts), weights=wts, rule="gauss-hermite", size=n)
+
+
+@lru_cache(maxsize=32)
+def sobol(k: int, n: int, seed: int = SOBOL_SEED) -> Nodes:
+    """``n`` scrambled Sobol points (rounded up to a power of 2) and their mirror images."""
+    m = int(np.ceil(np.log2(max(n, 2))))
+    u = qmc.Sobol(d=k, scramble=True, seed=seed).random_base2(m)
+    x = ndtri(np.clip(u, 1e-16, 1 - 1e-16))
+    pts = np.concatenate([x, -x])
+    return Nodes(points=np.ascontiguousarray(pts), weights=np.full(len(pts), 1.0 / len(pts)), rule="sobol", size=2**m)
+
+
+def choose(k: int, activation: str, rule: str = "auto", size: int = 0) -> Nodes:
+    """The node set for dimension ``k``: 'auto' takes Gauss-Hermite for smooth activations
+    when k <= 4 (sizes in ``_GH_AUTO``) and Sobol otherwise; ``size`` 0 means the default
+    (points per dimension for Gauss-Hermite, number of points for Sobol)."""
+    if rule == "auto":
+        rule = "gauss-hermite" if (activation in _SMOOTH and k in _GH_AUTO) else "sobol"
+    if rule == "gauss-hermite":
+        n = size or _GH_AUTO.get(k, 6)
+        if n**k > 2_000_000:
+            raise ValueError(f"a {n}-point Gauss-Hermite grid in {k} dimensions has {n**k} nodes: use sobol")
+        return gauss_hermite(k, n)
+    return sobol(k, size or _SOBOL_AUTO)

@@ -1,0 +1,130 @@
+"""``solve``: the theory of a problem (Result 2.1 training ODEs, then the generated density)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import targets
+from ..config import ConfigError, Problem
+from ..progress import progress_bar
+from ..results import Result, TrainRecord
+from . import quadrature
+from .ode import State, TrainingSetup, integrate
+
+
+def _snapped_thetas(thetas, d: int, lr: float) -> np.ndarray:
+    """Training times the finite-d SGD actually reaches: 2 eta round(theta d/(2 eta))/d."""
+    steps = np.unique(np.rint(np.asarray(thetas) * d / (2 * lr)).astype(np.int64))
+    return 2 * lr * steps / d
+
+
+def initial_state(problem: Problem, mode: str, d: int | None = None, w0=None, b0=None):
+    """Reduced target and initial per-bin statistics.
+
+    mode 'limit': the d -> infinity statistics of the problem's initialisation;
+    'realised': the statistics of explicit weights ``w0`` (replicas, d, r) (default: the w_0
+    that ``simulate`` draws for the problem's d and seed), bins at that finite d.
+    Returns (reduced, [State per replica]).
+    """
+    tgt, basis = problem.target, problem.observation_basis
+    b_init = problem.model.skip if b0 is None else None
+    if mode == "limit":
+        reduced, _ = targets.reduce(tgt, basis, None, problem.theory.spectral_bins)
+        q, m, g = targets.limit_initial_statistics(reduced, tgt, problem.init, problem.model.width, basis)
+        return reduced, [State(q, m, g, float(b_init))]
+    d = problem.d if d is None else d
+    if w0 is None:
+        w0 = targets.initial_weights(tgt, problem.init, problem.model.width, d, problem.seed, 1)
+    if w0.shape[1:] != (d, problem.model.width):
+        raise ConfigError("init", f"initial weights of shape {w0.shape[1:]} do not fit d = {d}, r = {problem.model.width}")
+    reduced, merge = targets.reduce(tgt, basis, d, problem.theory.spectral_bins)
+    realised = targets.realise(tgt, basis, d)
+    q, m, g = targets.realised_statistics(np.asarray(w0, dtype=float), realised, merge, reduced.n_bins)
+    bs = np.full(len(w0), problem.model.skip) if b0 is None else np.asarray(b0, dtype=float).reshape(-1)
+    return reduced, [State(q[i], m[i], g[i], float(bs[i])) for i in range(len(w0))]
+
+
+def solve(problem: Problem | None = None, init_from=None, progress: bool | None = False) -> Result:
+    """Integrate the summary-statistic ODEs of ``problem`` and return a 'theory' Result.
+
+    Parameters
+    ----------
+    problem : the problem (default: the one stored in ``init_from``).
+    init_from : a simulation :class:`~hdae.results.Result` or its file path: the theory starts
+        from each replica's exact initial weights and reports at the simulation's checkpoints
+        (one trajectory per replica). Without it, ``problem.theory.init`` chooses between
+        'realised' (the w_0 that ``simulate`` draws at the problem's d and seed; checkpoints
+        snapped to SGD steps as in ``simulate``) and 'limit' (d -> infinity).
+    progress : show a bar (None: when stderr is a tty).
+    """
+    t_start = time.perf_counter()
+    sim = None
+    if init_from is not None:
+        sim = init_from if isinstance(init_from, Result) else Result.read(Path(init_from))
+        if sim.init_w is None:
+            raise ConfigError("init_from", "the file holds no initial weights (/init/w)")
+        if problem is None:
+            problem = sim.problem
+        elif problem.d != sim.d:
+            problem = problem.with_overrides(**{"target.d": sim.d})
+    if problem is None:
+        raise ConfigError("problem", "give a problem or a simulation to start from")
+    th, tr = problem.theory, problem.train
+    if sim is not None:
+        reduced, states = initial_state(problem, "realised", sim.d, sim.init_w, sim.init_b)
+        t_out = sim.train.theta
+        if t_out[0] != 0.0:
+            raise ConfigError("init_from", "the simulation's first checkpoint is not theta = 0")
+        init_desc = "simulation initial weights"
+    elif th.init == "realised":
+        reduced, states = initial_state(problem, "realised")
+        t_out = _snapped_thetas(tr.checkpoints, problem.d, tr.lr)
+        init_desc = f"realised w_0 (d = {problem.d}, seed = {problem.seed})"
+    else:
+        reduced, states = initial_state(problem, "limit")
+        t_out = tr.checkpoints
+        init_desc = "d -> infinity limit of the initialisation"
+
+    r, T = problem.model.width, len(tr.times)
+    nodes = quadrature.choose(TrainingSetup.integration_dim(r, T), problem.model.activation, th.quadrature, th.nodes)
+    setup = TrainingSetup(reduced=reduced, activation=problem.model.activation, alphas=tr.interpolant.alpha(tr.times),
+                          betas=tr.interpolant.beta(tr.times), omegas=tr.time_weights, lr=tr.lr,
+                          weight_decay=tr.weight_decay, nodes=nodes)
+
+    n_rep = len(states)
+    bar = progress_bar(n_rep * (len(t_out) - 1), f"solve x{n_rep}", progress)
+    trajectories, status, message, n_rhs = [], "success", "", 0
+    try:
+        for state0 in states:
+            sol = integrate(state0, setup, t_out, th.integrator, th.dt, th.rtol, th.atol, th.divergence,
+                            callback=lambda t: bar.update(1))
+            n_rhs += sol.n_rhs
+            trajectories.append([State.unpack(y, state0.shapes) for y in sol.y])
+            if not sol.ok:
+                status, message = "diverged" if sol.status == 1 else "failed", sol.message
+                break
+    finally:
+        bar.close()
+
+    n_ok = min(len(tj) for tj in trajectories)
+    trajectories = [tj[:n_ok] for tj in trajectories]
+    agg = [[st.aggregates(reduced.s) for st in tj] for tj in trajectories]
+    pick = lambda i: np.array([[a[i] for a in row] for row in agg])  # noqa: E731
+    b = np.array([[st.b for st in tj] for tj in trajectories])
+    train = TrainRecord(np.asarray(t_out[:n_ok]), pick(0), pick(1), pick(2), pick(3), b)
+    extras = {
+        "bins_p": reduced.p, "bins_s": reduced.s, "bins_label": np.array(reduced.labels, dtype="S"),
+        "bins_q": np.array([[st.q for st in tj] for tj in trajectories]),
+        "bins_m": np.array([[st.m for st in tj] for tj in trajectories]),
+        "bins_g": np.array([[st.g for st in tj] for tj in trajectories]),
+    }
+    weights, means, covs = problem.target.projected(problem.observation_basis)
+    return Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=train,
+                  device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
+                  target={"weights": weights, "means": means, "covariances": covs}, status=status, message=message,
+                  replica_axis=n_rep > 1, extras=extras,
+                  attrs={"init": init_desc, "quadrature": nodes.rule, "quadrature_size": nodes.size,
+                         "quadrature_nodes": len(nodes.weights), "integrator": th.integrator, "dt": th.dt,
+                         "n_rhs": n_rhs, "lambda_avg": reduced.average_eigenvalue, "n_bins": reduced.n_bins})
