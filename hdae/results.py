@@ -128,7 +128,7 @@ class Result:
         }
         attrs.update(self.attrs)
         for k, v in attrs.items():
-            f.attrs[k] = v
+            f.attrs[k] = str(v) if isinstance(v, str) else v  # plain str (e.g. torch's version type)
         g = f.create_group("train")
         g.create_dataset("theta", data=self.train.theta)
         for k in TRAIN_STATS:

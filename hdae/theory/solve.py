@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import targets
+from .. import schedules, targets
 from ..config import ConfigError, Problem
 from ..progress import progress_bar
-from ..results import Result, TrainRecord
-from . import quadrature
+from ..results import Result, SampleRecord, TrainRecord
+from . import quadrature, transport
 from .ode import State, TrainingSetup, integrate
 
 
@@ -46,7 +46,28 @@ def initial_state(problem: Problem, mode: str, d: int | None = None, w0=None, b0
     return reduced, [State(q[i], m[i], g[i], float(bs[i])) for i in range(len(w0))]
 
 
-def solve(problem: Problem | None = None, init_from=None, progress: bool | None = False) -> Result:
+def generated_density(problem: Problem, train: TrainRecord, thetas, seed: int) -> SampleRecord:
+    """Theory samples of the generated density at training times ``thetas`` (each must be one
+    of ``train.theta``): Z from the r-dim recursion, S, and E^T X by Corollary 2.3."""
+    coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
+    idx = [int(np.argmin(np.abs(train.theta - th))) for th in thetas]
+    if any(abs(train.theta[i] - th) > 1e-9 * max(1.0, th) for i, th in zip(idx, thetas)):
+        raise ValueError("every sampled training time must be a checkpoint")
+    n_rep = train.Q.shape[0]
+    proj = np.empty((n_rep, len(idx), problem.sample.n, train.G.shape[-1]))
+    Z = np.empty((n_rep, len(idx), problem.sample.n, train.Q.shape[-1]))
+    S = np.empty((n_rep, len(idx)))
+    for rep in range(n_rep):
+        for j, i in enumerate(idx):
+            rng = np.random.default_rng([seed, 7, rep, j])
+            proj[rep, j], Z[rep, j], S[rep, j] = transport.generated_samples(
+                train.Q[rep, i], train.G[rep, i], float(train.b[rep, i]), coeffs, problem.sample.n,
+                problem.model.activation, rng)
+    return SampleRecord(theta=train.theta[idx], projected=proj, Z=Z, S=S)
+
+
+def solve(problem: Problem | None = None, init_from=None, progress: bool | None = False,
+          sample: bool = True) -> Result:
     """Integrate the summary-statistic ODEs of ``problem`` and return a 'theory' Result.
 
     Parameters
@@ -58,6 +79,7 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
         'realised' (the w_0 that ``simulate`` draws at the problem's d and seed; checkpoints
         snapped to SGD steps as in ``simulate``) and 'limit' (d -> infinity).
     progress : show a bar (None: when stderr is a tty).
+    sample : also compute the generated density at ``sample.thetas`` (Result 2.2, Corollary 2.3).
     """
     t_start = time.perf_counter()
     sim = None
@@ -72,19 +94,24 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
     if problem is None:
         raise ConfigError("problem", "give a problem or a simulation to start from")
     th, tr = problem.theory, problem.train
+    sample_thetas = []
     if sim is not None:
         reduced, states = initial_state(problem, "realised", sim.d, sim.init_w, sim.init_b)
         t_out = sim.train.theta
+        sample_thetas = sim.sample.theta if sim.sample is not None else _snapped_thetas(
+            problem.sample.thetas, sim.d, tr.lr)
         if t_out[0] != 0.0:
             raise ConfigError("init_from", "the simulation's first checkpoint is not theta = 0")
         init_desc = "simulation initial weights"
     elif th.init == "realised":
         reduced, states = initial_state(problem, "realised")
         t_out = _snapped_thetas(tr.checkpoints, problem.d, tr.lr)
+        sample_thetas = _snapped_thetas(problem.sample.thetas, problem.d, tr.lr) if len(problem.sample.thetas) else []
         init_desc = f"realised w_0 (d = {problem.d}, seed = {problem.seed})"
     else:
         reduced, states = initial_state(problem, "limit")
         t_out = tr.checkpoints
+        sample_thetas = problem.sample.thetas
         init_desc = "d -> infinity limit of the initialisation"
 
     r, T = problem.model.width, len(tr.times)
@@ -120,11 +147,13 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
         "bins_m": np.array([[st.m for st in tj] for tj in trajectories]),
         "bins_g": np.array([[st.g for st in tj] for tj in trajectories]),
     }
+    sample_thetas = [th for th in sample_thetas if th <= train.theta[-1] + 1e-12]
+    sample_record = generated_density(problem, train, sample_thetas, problem.seed) if sample and sample_thetas else None
     weights, means, covs = problem.target.projected(problem.observation_basis)
     return Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=train,
                   device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
-                  target={"weights": weights, "means": means, "covariances": covs}, status=status, message=message,
-                  replica_axis=n_rep > 1, extras=extras,
+                  sample=sample_record, target={"weights": weights, "means": means, "covariances": covs},
+                  status=status, message=message, replica_axis=n_rep > 1, extras=extras,
                   attrs={"init": init_desc, "quadrature": nodes.rule, "quadrature_size": nodes.size,
                          "quadrature_nodes": len(nodes.weights), "integrator": th.integrator, "dt": th.dt,
                          "n_rhs": n_rhs, "lambda_avg": reduced.average_eigenvalue, "n_bins": reduced.n_bins})

@@ -1,0 +1,37 @@
+"""hdae plot"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import hdae
+
+from . import options as o
+
+
+@click.command("plot")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A simulation file to draw under the theory (or a theory file over a simulation).")
+@o.output
+@click.option("--what", type=click.Choice(["auto", "density", "training"]), default="auto", show_default=True,
+              help="density: generated densities per sampled training time (paper Figs. 1-3); "
+                   "training: summary statistics against theta (Figs. 6-7); auto: density when samples exist.")
+@o.force
+@o.user_errors
+def command(file, against, output, what, force):
+    """Draw a result: generated densities or training curves, theory dashed over simulation.
+
+    \b
+    Examples:
+      hdae plot theory.h5 --against sim.h5 -o densities.png
+      hdae plot theory.h5 --against sim.h5 --what training -o training.png
+    """
+    from hdae import plotting
+
+    o.ensure_writable(output, force)
+    main = hdae.read(file)
+    other = hdae.read(against) if against is not None else None
+    plotting.plot_file(main, other, output, what)
+    click.echo(f"wrote {output}", err=True)

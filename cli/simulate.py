@@ -1,0 +1,44 @@
+"""hdae simulate"""
+from __future__ import annotations
+
+import click
+
+from hdae.simulation import simulate
+
+from . import options as o
+
+
+@click.command("simulate")
+@o.problem_file
+@o.example
+@o.overrides
+@o.output
+@o.dimension
+@click.option("--replicas", "-r", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Independent runs batched into one computation (one replica axis in the file).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: CUDA when torch sees a GPU, else CPU.")
+@o.seed
+@o.no_sample
+@o.force
+@o.quiet
+@o.user_errors
+def command(problem_file, example, overrides, output, d, replicas, device, seed, no_sample, force, quiet):
+    """Finite-d ground truth: online SGD of the DAE in d dimensions, then the d-dimensional sampler.
+
+    Realises PROBLEM_FILE (or --example NAME) in d dimensions, trains by online SGD exactly as
+    defined in the theory (fresh sample each step, learning rate eta for w and eta/d^2 for b),
+    records Q, Omega, M, G, b at the checkpoints, and samples the generative SDE at every
+    training time of sample.thetas, storing the projections E^T X.
+
+    \b
+    Examples:
+      hdae simulate --example fig1 -o sim.h5
+      hdae simulate my.toml --d 4000 --replicas 8 --device cuda -o sim.h5
+      hdae simulate --example fig2 --set train.lr=0.1 --no-sample -o sim.h5
+    """
+    o.ensure_writable(output, force)
+    problem = o.load(problem_file, example, overrides, d, seed)
+    result = simulate(problem, replicas=replicas, device=device, progress=None if not quiet else False,
+                      sample=not no_sample)
+    o.finish(result, output, force, quiet)

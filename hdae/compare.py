@@ -1,0 +1,162 @@
+"""Theory versus simulation: deviations of the summary statistics and of the generated samples."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from .results import TRAIN_STATS, Result
+
+
+@dataclass(frozen=True)
+class StatisticComparison:
+    """One statistic over the common checkpoints.
+
+    max_dev: max |theory - simulation| (per replica pair, or theory against every simulation
+    replica); scale: max |simulation|; spread: the simulation replicas' standard deviation
+    around their mean (max over checkpoints and components; NaN with one replica);
+    mean_dev: max |theory mean - simulation mean| (the replica-averaged, systematic part).
+    """
+
+    name: str
+    max_dev: float
+    scale: float
+    spread: float
+    mean_dev: float
+
+    @property
+    def relative(self) -> float:
+        return self.max_dev / self.scale if self.scale > 0 else float("nan")
+
+
+def common_checkpoints(a: np.ndarray, b: np.ndarray, rtol: float = 1e-9):
+    """Index pairs (i, j) with a[i] == b[j] up to ``rtol``."""
+    ia, ib = [], []
+    for i, t in enumerate(a):
+        j = int(np.argmin(np.abs(b - t)))
+        if abs(b[j] - t) <= rtol * max(1.0, abs(t)):
+            ia.append(i)
+            ib.append(j)
+    return np.array(ia, dtype=int), np.array(ib, dtype=int)
+
+
+def _paired(theory: np.ndarray, sim: np.ndarray):
+    """theory (n_t, ...) against sim (n_s, ...): replica i with replica i, or one theory with all."""
+    if theory.shape[0] == sim.shape[0]:
+        return theory, sim
+    if theory.shape[0] == 1:
+        return np.broadcast_to(theory, sim.shape), sim
+    raise ValueError(f"cannot pair {theory.shape[0]} theory trajectories with {sim.shape[0]} simulation replicas")
+
+
+def compare_training(theory: Result, simulation: Result) -> list[StatisticComparison]:
+    """Per statistic (Q, Omega, M, G, b): deviations over the checkpoints both files share."""
+    it, is_ = common_checkpoints(theory.train.theta, simulation.train.theta)
+    if len(it) == 0:
+        raise ValueError("the two files share no checkpoint")
+    out = []
+    for name in TRAIN_STATS:
+        th = getattr(theory.train, name)[:, it]
+        sm = getattr(simulation.train, name)[:, is_]
+        if th.shape[2:] != sm.shape[2:]:
+            raise ValueError(f"{name}: shapes differ ({th.shape[2:]} vs {sm.shape[2:]}): not the same problem")
+        a, b = _paired(th, sm)
+        spread = float(sm.std(0, ddof=1).max()) if sm.shape[0] > 1 else float("nan")
+        out.append(StatisticComparison(name, float(np.abs(a - b).max()), float(np.abs(sm).max()), spread,
+                                       float(np.abs(th.mean(0) - sm.mean(0)).max())))
+    return out
+
+
+# ----------------------------------------------------------------------------- samples
+@njit(cache=True, parallel=True)
+def _mean_distance(x, y, same):
+    n, m = x.shape[0], y.shape[0]
+    acc = np.zeros(n)
+    for i in prange(n):
+        s = 0.0
+        for j in range(m):
+            d2 = 0.0
+            for k in range(x.shape[1]):
+                diff = x[i, k] - y[j, k]
+                d2 += diff * diff
+            s += np.sqrt(d2)
+        acc[i] = s
+    total = acc.sum()
+    return total / (n * (m - 1)) if same else total / (n * m)
+
+
+def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Energy distance sqrt(2E|X-Y| - E|X-X'| - E|Y-Y'|) between samples x (n, R), y (m, R)
+    (U-statistics for the within-sample terms, so it is unbiased for the squared distance)."""
+    x = np.ascontiguousarray(x, dtype=float)
+    y = np.ascontiguousarray(y, dtype=float)
+    e2 = 2 * _mean_distance(x, y, False) - _mean_distance(x, x, True) - _mean_distance(y, y, True)
+    return float(np.sqrt(max(e2, 0.0)))
+
+
+@dataclass(frozen=True)
+class SampleComparison:
+    """Generated samples at one training time theta (worst replica pair).
+
+    mean_dev: max |mean difference|; cov_dev: max |covariance difference| (entrywise), with
+    the simulation covariance's largest entry as ``cov_scale``; distance: energy distance
+    between theory and simulation samples; floor: the same distance between two independent
+    halves of the simulation samples (the sampling-noise floor)."""
+
+    theta: float
+    mean_dev: float
+    cov_dev: float
+    cov_scale: float
+    distance: float
+    floor: float
+
+    @property
+    def ratio(self) -> float:
+        return self.distance / self.floor if self.floor > 0 else float("inf")
+
+
+def compare_samples(theory: Result, simulation: Result, max_samples: int = 2000,
+                    seed: int = 0) -> list[SampleComparison]:
+    """Per sampled training time both files share: moments and energy distance, with noise floor.
+
+    The simulation samples of each replica are split into two halves A and B (at most
+    ``max_samples`` each); the floor is the distance between A and B, and the theory is
+    compared with A on a theory subsample of the same size."""
+    if theory.sample is None or simulation.sample is None:
+        raise ValueError("both files need generated samples (/sample)")
+    it, is_ = common_checkpoints(theory.sample.theta, simulation.sample.theta)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, j in zip(it, is_):
+        th, sm = _paired(theory.sample.projected[:, i], simulation.sample.projected[:, j])
+        rows = []
+        for a, b in zip(th, sm):
+            half = min(len(b) // 2, max_samples)
+            perm = rng.permutation(len(b))
+            sa, sb = b[perm[:half]], b[perm[half:2 * half]]
+            ta = a[rng.permutation(len(a))[:half]]
+            rows.append((np.abs(a.mean(0) - b.mean(0)).max(), np.abs(np.cov(a.T) - np.cov(b.T)).max(),
+                         np.abs(np.cov(b.T)).max(), energy_distance(ta, sa), energy_distance(sa, sb)))
+        rows = np.array(rows)
+        worst = int(np.argmax(rows[:, 3] / np.maximum(rows[:, 4], 1e-300)))
+        out.append(SampleComparison(float(theory.sample.theta[i]), float(rows[:, 0].max()), float(rows[:, 1].max()),
+                                    float(rows[:, 2].max()), float(rows[worst, 3]), float(rows[worst, 4])))
+    return out
+
+
+def format_training(rows: list[StatisticComparison]) -> str:
+    lines = [f"{'statistic':<10}{'max |dev|':>12}{'scale':>12}{'relative':>11}{'sim spread':>12}{'mean dev':>12}"]
+    for r in rows:
+        spread = "n/a" if np.isnan(r.spread) else f"{r.spread:.4g}"
+        rel = "n/a" if r.scale == 0 else f"{r.relative:.2%}"
+        lines.append(f"{r.name:<10}{r.max_dev:>12.4g}{r.scale:>12.4g}{rel:>11}{spread:>12}{r.mean_dev:>12.4g}")
+    return "\n".join(lines)
+
+
+def format_samples(rows: list[SampleComparison]) -> str:
+    lines = [f"{'theta':>8}{'mean dev':>11}{'cov dev':>11}{'cov scale':>11}{'energy dist':>13}{'noise floor':>13}{'ratio':>8}"]
+    for r in rows:
+        lines.append(f"{r.theta:>8.4g}{r.mean_dev:>11.4g}{r.cov_dev:>11.4g}{r.cov_scale:>11.4g}"
+                     f"{r.distance:>13.4g}{r.floor:>13.4g}{r.ratio:>8.2f}")
+    return "\n".join(lines)
