@@ -21,7 +21,7 @@ from scipy.special import ndtri
 from scipy.stats import qmc
 
 #: Gauss-Hermite points per dimension used by 'auto' for smooth activations, by dimension k
-_GH_AUTO = {1: 48, 2: 24, 3: 12, 4: 8}
+_GH_AUTO = {1: 48, 2: 24, 3: 16, 4: 10}
 #: Sobol points (before symmetrisation) used by 'auto'
 _SOBOL_AUTO = 4096
 _SMOOTH = frozenset({"tanh", "erf", "sigmoid", "linear"})
@@ -66,8 +66,11 @@ def sobol(k: int, n: int, seed: int = SOBOL_SEED) -> Nodes:
 
 def choose(k: int, activation: str, rule: str = "auto", size: int = 0) -> Nodes:
     """The node set for dimension ``k``: 'auto' takes Gauss-Hermite for smooth activations
-    when k <= 4 (sizes in ``_GH_AUTO``) and Sobol otherwise; ``size`` 0 means the default
+    when k <= 4 (sizes in ``_GH_AUTO``; 3 points, exact, for the linear activation) and Sobol
+    otherwise; ``size`` 0 means the default
     (points per dimension for Gauss-Hermite, number of points for Sobol)."""
+    if rule == "auto" and activation == "linear":  # polynomial integrands of degree <= 4: 3 points are exact
+        return gauss_hermite(k, size or 3)
     if rule == "auto":
         rule = "gauss-hermite" if (activation in _SMOOTH and k in _GH_AUTO) else "sobol"
     if rule == "gauss-hermite":
