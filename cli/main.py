@@ -2,6 +2,7 @@
 
 \b
 Typical session:
+  hdae run --example fig1 -o out/fig1             # all of the below in one go
   hdae examples                                   # the built-in problems
   hdae simulate --example fig1 -o sim.h5          # finite-d SGD + sampler (torch)
   hdae solve --init-from sim.h5 -o theory.h5      # the ODE theory, from the same w_0
@@ -17,7 +18,7 @@ import click
 
 import hdae
 
-from . import compare, examples, info, plot, simulate, solve
+from . import compare, examples, info, plot, run, simulate, solve
 
 
 @click.group(help=__doc__)
@@ -26,7 +27,7 @@ def cli():
     pass
 
 
-for module in (examples, simulate, solve, compare, plot, info):
+for module in (run, examples, simulate, solve, compare, plot, info):
     cli.add_command(module.command)
 
 if __name__ == "__main__":  # pragma: no cover
