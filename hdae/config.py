@@ -116,6 +116,7 @@ SECTIONS: dict[str, dict] = {
         "eps": (lambda k, v: _num(k, v, 0.0), 0.0),
         "eps_schedule": (lambda k, v: _choice(k, v, schedules.NOISE_SCHEDULES), "constant"),
         "thetas": (lambda k, v: _num_list(k, v, 0.0, min_len=0), None),
+        "density_grid": (lambda k, v: _int(k, v, 0), 0),
     },
     "observation": {
         "kind": (lambda k, v: _choice(k, v, ("centroids", "principal", "explicit")), None),
@@ -209,6 +210,7 @@ class SampleSpec:
     grid: np.ndarray  # t_0 .. t_n
     noise: schedules.NoiseSchedule
     thetas: np.ndarray  # training times at which generated samples are drawn
+    density_grid: int = 0  # theory: store the projected density on an N x N grid (0: no)
 
 
 @dataclass(frozen=True)
@@ -424,7 +426,8 @@ def build_problem(cfg: dict) -> Problem:
     train = TrainSpec(lr=tr["lr"], weight_decay=tr["weight_decay"], times=times, time_weights=tw,
                       interpolant=schedules.Interpolant(tr["schedule"]), tau=tau, checkpoints=ckpts)
     sample = SampleSpec(n=sm["n"], grid=schedules.sampling_grid(sm["steps"], sm["t_end"]),
-                        noise=schedules.NoiseSchedule(sm["eps"], sm["eps_schedule"]), thetas=sample_thetas)
+                        noise=schedules.NoiseSchedule(sm["eps"], sm["eps_schedule"]), thetas=sample_thetas,
+                        density_grid=sm["density_grid"])
     return Problem(config=cfg, seed=cfg["seed"], target=target, observation_basis=basis, model=model,
                    init=init, train=train, sample=sample, theory=TheorySpec(**cfg["theory"]),
                    simulation=SimulationSpec(**cfg["simulation"]), name=cfg["name"],

@@ -7,7 +7,8 @@ Layout (``Result.write``)::
     /train/theta (n_ckpt)       /train/Q (.., n_ckpt, r, r)    /train/Omega (.., n_ckpt, K, r, r)
     /train/M (.., n_ckpt, r, K) /train/G (.., n_ckpt, r, R)    /train/b (.., n_ckpt)
     /init/w (n_replicas, d, r)  /init/b (n_replicas)           [when explicit weights exist]
-    /sample/theta (n_s)         /sample/projected (.., n_s, n, R)   [+ /sample/Z, /sample/S]
+    /sample/theta (n_s)         /sample/projected (.., n_s, n, R)   [+ /sample/Z, /sample/S, and on
+                                request /sample/density (.., n_s, N, N) with /sample/density_x, _y (.., n_s, N)]
     /target/weights (K) /target/means (K, R) /target/covariances (K, R, R): projected target
     /extra/...                  producer-specific arrays (e.g. the theory's per-bin trajectories)
 
@@ -32,6 +33,7 @@ import numpy as np
 from ._version import __version__
 
 TRAIN_STATS = ("Q", "Omega", "M", "G", "b")
+SAMPLE_OPTIONAL = ("Z", "S", "density", "density_x", "density_y")
 
 
 class OutputExistsError(FileExistsError):
@@ -62,6 +64,9 @@ class SampleRecord:
     projected: np.ndarray  # (n_rep, n_s, n, R)
     Z: np.ndarray | None = None  # (n_rep, n_s, n, r): samples in the span of the weights
     S: np.ndarray | None = None  # (n_rep, n_s): variance of the part orthogonal to the weights
+    density: np.ndarray | None = None  # (n_rep, n_s, N, N): projected density on a grid (first two coords)
+    density_x: np.ndarray | None = None  # (n_rep, n_s, N): grid of the first observation coordinate
+    density_y: np.ndarray | None = None  # (n_rep, n_s, N): grid of the second
 
 
 @dataclass
@@ -143,7 +148,7 @@ class Result:
             g = f.create_group("sample")
             g.create_dataset("theta", data=self.sample.theta)
             g.create_dataset("projected", data=drop(self.sample.projected), compression="gzip")
-            for k in ("Z", "S"):
+            for k in SAMPLE_OPTIONAL:
                 if getattr(self.sample, k) is not None:
                     g.create_dataset(k, data=drop(getattr(self.sample, k)), compression="gzip")
         if self.target is not None:
@@ -173,7 +178,7 @@ class Result:
             if "sample" in f:
                 s = f["sample"]
                 sample = SampleRecord(s["theta"][()], add(s["projected"][()]),
-                                      *(add(s[k][()]) if k in s else None for k in ("Z", "S")))
+                                      *(add(s[k][()]) if k in s else None for k in SAMPLE_OPTIONAL))
             target = {k: v[()] for k, v in f["target"].items()} if "target" in f else None
             extras = {k: v[()] for k, v in f["extra"].items()} if "extra" in f else {}
         core = {k: a.pop(k) for k in ("kind", "config", "seed", "d", "device", "wall_time_s", "status",

@@ -63,7 +63,30 @@ def generated_density(problem: Problem, train: TrainRecord, thetas, seed: int) -
             proj[rep, j], Z[rep, j], S[rep, j] = transport.generated_samples(
                 train.Q[rep, i], train.G[rep, i], float(train.b[rep, i]), coeffs, problem.sample.n,
                 problem.model.activation, rng)
-    return SampleRecord(theta=train.theta[idx], projected=proj, Z=Z, S=S)
+    record = SampleRecord(theta=train.theta[idx], projected=proj, Z=Z, S=S)
+    if problem.sample.density_grid > 0:
+        _density_on_grid(record, train, idx, problem.sample.density_grid)
+    return record
+
+
+def _density_on_grid(record: SampleRecord, train: TrainRecord, idx, n_grid: int, max_components: int = 2000):
+    """The projected density (Corollary 2.3) of the first two observation coordinates on an
+    n_grid x n_grid grid spanning the samples' range +- 3 of the Gaussian part's std."""
+    n_rep, n_s = record.S.shape
+    dens = np.empty((n_rep, n_s, n_grid, n_grid))
+    gx = np.empty((n_rep, n_s, n_grid))
+    gy = np.empty((n_rep, n_s, n_grid))
+    for rep in range(n_rep):
+        for j, i in enumerate(idx):
+            law = transport.projected_law(record.Z[rep, j], train.Q[rep, i], train.G[rep, i], record.S[rep, j])
+            law = transport.ProjectedLaw(law.means[:max_components, :2], law.cov[:2, :2])
+            pts = record.projected[rep, j][:, :2]
+            pad = 3 * np.sqrt(np.clip(np.diag(law.cov), 1e-12, None))
+            lo, hi = pts.min(0) - pad, pts.max(0) + pad
+            gx[rep, j], gy[rep, j] = np.linspace(lo[0], hi[0], n_grid), np.linspace(lo[1], hi[1], n_grid)
+            mesh = np.stack(np.meshgrid(gx[rep, j], gy[rep, j], indexing="ij"), -1).reshape(-1, 2)
+            dens[rep, j] = law.density(mesh).reshape(n_grid, n_grid)
+    record.density, record.density_x, record.density_y = dens, gx, gy
 
 
 def solve(problem: Problem | None = None, init_from=None, progress: bool | None = False,
