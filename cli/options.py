@@ -8,7 +8,7 @@ import click
 
 import hdae
 from hdae.config import ConfigError
-from hdae.results import OutputExistsError, check_writable
+from hdae.results import check_writable
 
 problem_file = click.argument("problem_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 example = click.option("--example", "-e", metavar="NAME",
@@ -40,7 +40,7 @@ def user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ConfigError, OutputExistsError, FileNotFoundError) as err:
+        except (ConfigError, OSError) as err:  # incl. OutputExistsError, FileNotFoundError, ResultFileError
             raise click.ClickException(str(err)) from None
         except RuntimeError as err:  # e.g. --device cuda without a GPU
             raise click.ClickException(str(err)) from None

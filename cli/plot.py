@@ -33,5 +33,8 @@ def command(file, against, output, what, force):
     o.ensure_writable(output, force)
     main = hdae.read(file)
     other = hdae.read(against) if against is not None else None
-    plotting.plot_file(main, other, output, what)
+    try:
+        plotting.plot_file(main, other, output, what)
+    except ValueError as err:  # e.g. --what density for files without samples
+        raise click.ClickException(str(err)) from None
     click.echo(f"wrote {output}", err=True)

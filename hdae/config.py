@@ -172,9 +172,13 @@ def _check_table(table: dict, spec: dict, prefix: str) -> dict:
 
 
 def _plain(value):
-    """Normalise checked values to plain TOML-able python (floats stay floats)."""
-    if isinstance(value, np.ndarray):
+    """Normalise values to plain TOML-able python (numpy scalars/arrays -> floats, ints, lists)."""
+    if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -330,7 +334,10 @@ def read_config(source=None, *, example: str | None = None) -> dict:
         text = example_text(example or DEFAULT_EXAMPLE)
     elif isinstance(source, dict):
         return copy.deepcopy(source)
-    elif isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source and "=" not in source):
+    elif isinstance(source, str) and not source.strip():
+        raise ConfigError("file", "empty problem: give a TOML file, TOML text or an example")
+    elif isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
+                                              and ("=" not in source or Path(source).is_file())):
         path = Path(source)
         if not path.is_file():
             raise ConfigError("file", f"no problem file at {str(path)!r}")
@@ -356,11 +363,12 @@ def resolve(cfg: dict) -> dict:
     out = _check_table({k: v for k, v in cfg.items() if k in TOP_LEVEL}, TOP_LEVEL, "")
     if "target" not in cfg:
         raise ConfigError("target", "missing required table [target]")
-    out["target"] = targets.resolve_target_config(cfg["target"])
+    out["target"] = _plain(targets.resolve_target_config(_plain(cfg["target"])))
     for name, spec in SECTIONS.items():
-        out[name] = _check_table(cfg.get(name, {}), spec, name)
-    if "kind" not in out["observation"]:
-        out["observation"]["kind"] = targets.default_observation(out["target"]["kind"])
+        table = cfg.get(name, {})
+        if name == "observation" and isinstance(table, dict) and "kind" not in table:
+            table = {"kind": targets.default_observation(out["target"]["kind"]), **table}
+        out[name] = _check_table(table, spec, name)
     train = out["train"]
     if "time_weights" in train and len(train["time_weights"]) != len(train["times"]):
         raise ConfigError("train.time_weights", f"expected {len(train['times'])} weights (one per train.times entry)")
@@ -380,7 +388,7 @@ def _check_increasing(key, values, tau, allow_empty=False):
     if any(b <= a for a, b in zip(values, values[1:])):
         raise ConfigError(key, "must be strictly increasing")
     if values and values[-1] > tau * (1 + 1e-12):
-        raise ConfigError(key, f"values must lie in [0, train.tau = {tau:g}], got {values[-1]:g}")
+        raise ConfigError(key, f"values must lie in [0, train.tau = {tau!r}], got {values[-1]!r}")
 
 
 def build_problem(cfg: dict) -> Problem:

@@ -40,6 +40,10 @@ class OutputExistsError(FileExistsError):
     """Refusing to overwrite an existing result file."""
 
 
+class ResultFileError(OSError):
+    """A file that is not a readable hdae result."""
+
+
 @dataclass
 class TrainRecord:
     """Summary statistics at the checkpoints; every array has a leading replica axis."""
@@ -166,6 +170,13 @@ class Result:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no result file at {str(path)!r}")
+        try:
+            return cls._read(path)
+        except (OSError, KeyError) as err:
+            raise ResultFileError(f"{str(path)!r} is not a readable hdae result file ({err})") from None
+
+    @classmethod
+    def _read(cls, path: Path) -> "Result":
         with h5py.File(path, "r") as f:
             a = dict(f.attrs)
             rep = bool(a.pop("replica_axis"))

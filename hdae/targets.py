@@ -175,7 +175,10 @@ def resolve_target_config(table) -> dict:
         else:
             _spectrum_spec("target.covariance", covs, cents.shape[1])
     elif kind == "gaussian":
-        _spectrum_spec("target.covariance", out["covariance"], None)
+        _, latent = _spectrum_spec("target.covariance", out["covariance"], None)
+        if latent is not None and not isinstance(latent, list):
+            raise ConfigError("target.covariance.latent", "a gaussian target takes a list: one eigenvalue per "
+                                                          "latent (observable) direction")
     elif kind == "manifold":
         _choice("target.manifold", out["manifold"], MANIFOLDS)
         pts = out.get("points", 16 if out["manifold"] == "circle" else [24, 4])
@@ -266,8 +269,8 @@ def manifold_points(manifold: str, points, scale: float):
     """Discretise a continuous manifold density into weighted centroids (midpoint rule).
 
     circle: mu(c) = scale (cos c, sin c), c ~ U[0, 2 pi) (exact for trigonometric polynomials);
-    swiss_roll (the paper's section 1): mu(c) = scale (c1 cos c1, c1 sin c1, c2)/pi,
-    c ~ U([0, 2 pi] x [-1, 1]) -- scaled by 1/pi so that ||mu|| <= 2 scale.
+    swiss_roll (the paper's section 1): mu(c) = scale (c1 cos c1/pi, c1 sin c1/pi, c2),
+    c ~ U([0, 2 pi] x [-1, 1]) -- the roll scaled by 1/pi, so that ||mu|| <= sqrt(5) scale.
     Returns (centroids (K, k), weights (K,)).
     """
     if manifold == "circle":

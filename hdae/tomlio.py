@@ -16,7 +16,24 @@ else:  # pragma: no cover
 loads = tomllib.loads
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _string(v: str) -> str:
+    out = []
+    for ch in v:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def _scalar(v) -> str:
+    if hasattr(v, "tolist") and not isinstance(v, (list, tuple, dict)):  # numpy scalars and arrays
+        return _scalar(v.tolist())
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -26,15 +43,13 @@ def _scalar(v) -> str:
             return "nan"
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
-        return repr(v)
+        return repr(float(v))
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return _string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_scalar(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{_key(k)} = {_scalar(x)}" for k, x in v.items()) + " }"
-    if hasattr(v, "tolist"):  # numpy scalars and arrays
-        return _scalar(v.tolist())
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 

@@ -156,10 +156,6 @@ def test_compare_tol(files):
     assert r.exit_code == 0
 
 
-@pytest.mark.xfail(reason="compare.compare_samples: the noise floor is ONE unbiased (U-statistic) energy distance "
-                          "between two halves of the same sample, clipped at 0: its expectation is 0, so it is 0 "
-                          "whenever the estimate comes out negative (all 12 splits here), printing floor 0, ratio inf",
-                   strict=True)
 def test_compare_noise_floor_is_positive(files):
     _, sim_path, th_path = files
     sim, th = hdae.read(sim_path), hdae.read(th_path)
@@ -225,8 +221,6 @@ def test_missing_file_arguments(tmp_path):
     assert r.exit_code != 0 and "Traceback" not in r.output
 
 
-@pytest.mark.xfail(reason="cli.options.user_errors does not catch the OSError that h5py raises for a file that "
-                          "is not HDF5: `hdae info/compare/solve --init-from` end in a traceback", strict=True)
 def test_not_a_result_file_is_a_one_line_error(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_text("not an HDF5 file\n")

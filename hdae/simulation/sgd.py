@@ -103,7 +103,7 @@ class OnlineSGD:
         """``n_steps`` steps in place, noise drawn ``chunk`` steps at a time.
 
         Returns None, or the 0-based index of the first step after which some replica's
-        weights were non-finite (then w, b are left at the state just before that step)."""
+        weights (or w^T w) were non-finite (then w, b are left at the state just before that step)."""
         done = 0
         while done < n_steps:
             m = min(chunk, n_steps - done)
@@ -113,16 +113,21 @@ class OnlineSGD:
             w_start, b_start = w.clone(), b.clone()
             for j in range(m):
                 self.step(w, b, x0[j], x1[j])
-            if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+            if not _finite(w, b):
                 w.copy_(w_start), b.copy_(b_start)
                 for j in range(m):  # replay the chunk to find the exact step
                     w_prev, b_prev = w.clone(), b.clone()
                     self.step(w, b, x0[j], x1[j])
-                    if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+                    if not _finite(w, b):
                         w.copy_(w_prev), b.copy_(b_prev)
                         return done + j
             done += m
         return None
+
+
+def _finite(w, b) -> bool:
+    """w, b and the statistics built from them (w^T w/d) are finite."""
+    return bool(torch.isfinite(b).all() and torch.isfinite((w * w).sum(1)).all())
 
 
 def summary_statistics(w, b, eigenvalues, centroids, basis):
