@@ -455,7 +455,8 @@ class ReducedTarget:
 
     masses p (L,), eigenvalues s (L, K), centroid overlaps T (L, K, K), observation overlaps
     H (L, K, R), observation Gram blocks EPE = E^T P_l E (L, R, R), weights pi (K,), and
-    ``labels`` naming each bin. ``d`` is None in the d -> infinity limit.
+    ``labels`` naming each bin. ``d`` is None in the d -> infinity limit. The first
+    ``n_latent`` bins hold the latent directions (the special, zero-mass directions of the limit).
     """
 
     p: np.ndarray
@@ -466,10 +467,22 @@ class ReducedTarget:
     weights: np.ndarray
     labels: tuple
     d: int | None = None
+    n_latent: int = 0
 
     @property
     def n_bins(self) -> int:
         return len(self.p)
+
+    @property
+    def noise_mass(self) -> np.ndarray:
+        """Masses entering the SGD-noise term 2 eta p_l D_l: p_l for bulk bins, 0 for latent bins.
+
+        A latent bin is spanned by centroid and observation directions, so along every SGD path its
+        q_l is a function of (m_l, g_l); the noise only makes m_l, g_l fluctuate (their O(d^-1/2)
+        deviations) and has no drift of its own. In the d -> infinity limit these bins have p = 0."""
+        out = self.p.copy()
+        out[: self.n_latent] = 0.0
+        return out
 
     @property
     def average_eigenvalue(self) -> float:
@@ -535,7 +548,8 @@ def reduce(target: MixtureTarget, basis: np.ndarray, d: int | None = None,
     s[len(groups):] = bulk_values.T
     labels += [f"bulk[{i}]" for i in range(len(bulk_mass))]
     p = np.concatenate([latent_mass, bulk_mass])
-    return ReducedTarget(p=p, s=s, T=T, H=H, EPE=EPE, weights=target.weights.copy(), labels=tuple(labels), d=d), merge
+    return ReducedTarget(p=p, s=s, T=T, H=H, EPE=EPE, weights=target.weights.copy(), labels=tuple(labels), d=d,
+                         n_latent=len(groups)), merge
 
 
 # ============================================================================ initial weights

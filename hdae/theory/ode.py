@@ -7,6 +7,7 @@ Aggregates: Q = sum_l q_l, Omega_c = sum_l s_l^c q_l, M = sum_l m_l, G = sum_l g
     m_l'  = -U T_l - K_l m_l
     g_l'  = -U H_l - K_l g_l
     q_l'  = -(U m_l^T + K_l q_l) - (U m_l^T + K_l q_l)^T + 2 eta p_l (D0 + sum_c s_l^c D1^c)
+            (p_l -> 0 for the latent bins also at finite d: ``ReducedTarget.noise_mass``)
     b'    = sum_t omega_t [beta_t (1 - b beta_t) Lambda - b alpha_t^2]   (+ O(1/d) terms at finite d, see rhs)
 
 with U, K0, K1, D0, D1 from :func:`operators` (the Gaussian expectations of the kernel).
@@ -154,7 +155,7 @@ def rhs(state: State, setup: TrainingSetup) -> State:
     dg = -np.einsum("ac,lcR->laR", U, red.H) - Kl @ state.g
     X = np.einsum("ac,lbc->lab", U, state.m) + Kl @ state.q
     Dl = D0[None] + np.einsum("lc,cab->lab", red.s, D1)
-    dq = -(X + X.transpose(0, 2, 1)) + 2 * setup.lr * red.p[:, None, None] * Dl
+    dq = -(X + X.transpose(0, 2, 1)) + 2 * setup.lr * red.noise_mass[:, None, None] * Dl
     al, be, om = setup.alphas, setup.betas, setup.omegas
     # b' = -sum_t omega_t [b alpha_t^2 - beta_t (1 - b beta_t) E|x1|^2/d] - E[sigma.h]/d: the note's
     # equation plus its O(1/d) terms at finite d (E|x1|^2/d includes |mu_c|^2/d); both vanish as d -> inf.
