@@ -1,6 +1,7 @@
 """Shared test helpers: small problems that run in seconds, and data/GPU availability."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,18 @@ import hdae
 from hdae.config import ConfigError
 from hdae.targets import resolve_data_dir
 
-torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The test problems are tiny: one torch / numba thread is fastest, and stays fast when the cores
+    are busy (with 2 threads on a loaded machine the many small kernels spend their time waiting)."""
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
 
 
 def mnist_available() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -18,16 +17,6 @@ from hdae import tomlio
 from conftest import SMALL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The problems here are tiny: one torch / numba thread is fastest, and stays fast when the cores are busy
-    (with 2 threads on a loaded machine the many small kernels spend most of their time waiting)."""
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
 
 SIM_ARGS = ["simulate", "--example", "fig2", "--d", "150", "--set", "train.tau=0.2", "--set", "sample.n=200",
             "--set", "sample.thetas=[0.0, 0.2]", "-q"]

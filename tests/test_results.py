@@ -4,10 +4,8 @@ from __future__ import annotations
 import os
 
 import h5py
-import numba
 import numpy as np
 import pytest
-import torch
 
 import hdae
 from hdae.results import OutputExistsError, Result, SampleRecord, TrainRecord
@@ -17,16 +15,6 @@ from hdae.theory import solve
 from conftest import SMALL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The problems here are tiny: one torch / numba thread is fastest, and stays fast when the cores are busy
-    (with 2 threads on a loaded machine the many small kernels spend most of their time waiting)."""
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -14,16 +13,6 @@ from hdae.simulation import sample_finite_d
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The problems here are tiny: one torch / numba thread is fastest, and stays fast when the cores are busy
-    (with 2 threads on a loaded machine the many small kernels spend most of their time waiting)."""
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
 
 
 def _coefficients(eps=0.0, kind="constant", steps=12, t_end=0.9, schedule="linear"):

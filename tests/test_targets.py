@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -16,16 +15,6 @@ from hdae.simulation.sgd import MixtureSampler
 from conftest import SMALL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The problems here are tiny: one torch / numba thread is fastest, and stays fast when the cores are busy
-    (with 2 threads on a loaded machine the many small kernels spend most of their time waiting)."""
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    numba.set_num_threads(before[1])
 
 HETERO = """
 seed = 3

@@ -379,7 +379,6 @@ def test_multi_replica_start_gives_one_trajectory_per_replica(small_problem):
     multi = solve(init_from=sim, sample=False)
     assert multi.train.Q.shape[0] == 3 and multi.replica_axis
     for i in range(3):
-        one = sim.train  # noqa: F841  (the simulation's own trajectories are not used)
         reduced, states = initial_state(small_problem, "realised", sim.d, sim.init_w[i:i + 1], sim.init_b[i:i + 1])
         sol = integrate(states[0], setup_for(small_problem, reduced), sim.train.theta, "rk4", small_problem.theory.dt)
         Q = np.array([State.unpack(y, states[0].shapes).q.sum(0) for y in sol.y])

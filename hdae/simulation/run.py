@@ -1,7 +1,6 @@
 """``simulate``: realise a problem in d dimensions, train by online SGD, sample, return a Result."""
 from __future__ import annotations
 
-import math
 import platform
 import time
 
