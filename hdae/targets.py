@@ -503,9 +503,10 @@ def reduce(target: MixtureTarget, basis: np.ndarray, d: int | None = None,
 
     d=None: the d -> infinity limit (latent bins carry p = 0, bulk bins their spectral
     fractions); an integer d: the finite-d realisation (p_l = |bin l|/d, bins as in
-    :func:`realise`). ``spectral_bins`` > 0 merges the bulk pieces into that many bins of
-    about equal mass with mass-weighted mean eigenvalues (a midpoint quadrature of the
-    spectral density; Lambda is kept exactly); 0 keeps every piece (exact).
+    :func:`realise`). ``spectral_bins`` > 0 merges the bulk pieces into at most that many bins:
+    pieces whose cluster-averaged eigenvalue falls in the same of ``spectral_bins`` equal-width
+    intervals are merged, with mass-weighted mean eigenvalues (a quadrature of the spectral
+    density in eigenvalue space; Lambda is kept exactly); 0 keeps every piece (exact).
 
     Returns (reduced, merge) where ``merge[j]`` is the reduced bin of exact bin j (the bins
     indexed by ``RealisedTarget.bin_index``), so realised statistics can be summed into it.
@@ -523,11 +524,14 @@ def reduce(target: MixtureTarget, basis: np.ndarray, d: int | None = None,
     merge = np.arange(n_exact)
     bulk_values = target.bulk.values
     if 0 < spectral_bins < len(bulk_mass):
-        frac = target.bulk.fractions
-        mid = np.cumsum(frac) - 0.5 * frac
-        group = np.minimum((mid * spectral_bins).astype(int), spectral_bins - 1)
+        # group pieces by their (cluster-averaged) eigenvalue into equal-width intervals: the dynamics
+        # of a bin depend on its eigenvalue (exponentially, for the unstable top of a spectrum), so
+        # outlying eigenvalues keep bins of their own while the dense bulk is merged
+        mean_value = target.weights @ target.bulk.values
+        edges = np.linspace(mean_value.min(), mean_value.max(), spectral_bins + 1)
+        group = np.clip(np.searchsorted(edges, mean_value, side="right") - 1, 0, spectral_bins - 1)
         group = np.unique(group, return_inverse=True)[1]
-        weight = bulk_mass if d is not None else frac
+        weight = bulk_mass if d is not None else target.bulk.fractions
         new_mass = np.bincount(group, weights=weight)
         safe = np.where(new_mass > 0, new_mass, 1.0)
         bulk_values = np.array([np.bincount(group, weights=weight * v) / safe for v in target.bulk.values])

@@ -336,11 +336,11 @@ init = "limit"
     errors = []
     for n in (2, 8, 32):
         res = solve(base.with_overrides(f"theory.spectral_bins={n}"), sample=False)
-        assert res.attrs["n_bins"] == 2 + n
+        assert 2 < res.attrs["n_bins"] <= 2 + n  # equal-width eigenvalue intervals; empty ones are dropped
         assert res.attrs["lambda_avg"] == pytest.approx(ref.attrs["lambda_avg"], rel=1e-12)
         errors.append(_max_rel(res, ref))
-    assert errors[0] > errors[1] > errors[2]
-    assert errors[2] < 2e-3
+    assert errors[0] / errors[1] > 8 and errors[1] / errors[2] > 8  # second order (midpoint rule): about 16
+    assert errors[2] < 1e-3
 
 
 # ============================================================================ quadrature rules
