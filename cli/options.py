@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -40,6 +42,9 @@ def user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(0) from None
         except (ConfigError, OSError) as err:  # incl. OutputExistsError, FileNotFoundError, ResultFileError
             raise click.ClickException(str(err)) from None
         except RuntimeError as err:  # e.g. --device cuda without a GPU
