@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tomlio
+from .mixtures import gaussian_mixture_density
 from .results import Result
 
 #: Probability masses enclosed by the drawn density contours (innermost first).
@@ -99,24 +100,6 @@ def _matching(thetas: np.ndarray, theta: float) -> int | None:
     return i if abs(thetas[i] - theta) <= 1e-6 * max(1.0, abs(theta)) else None
 
 
-def gaussian_mixture_density(points: np.ndarray, weights, means, covariances) -> np.ndarray:
-    """Density at ``points`` (m, R) of sum_k weights[k] N(means[k], covariances[k])."""
-    points = np.atleast_2d(np.asarray(points, dtype=float))
-    out = np.zeros(len(points))
-    R = points.shape[1]
-    for w, mu, c in zip(weights, means, covariances):
-        c = np.atleast_2d(np.asarray(c, dtype=float))
-        e = np.linalg.eigvalsh(c)
-        if e.min() <= 1e-12 * max(1.0, e.max()):  # a flat direction: draw it as a thin ridge
-            c = c + 1e-6 * max(1.0, e.max()) * np.eye(R)
-        cinv = np.linalg.inv(c)
-        _, logdet = np.linalg.slogdet(c)
-        diff = points - mu
-        quad = np.einsum("mr,rs,ms->m", diff, cinv, diff)
-        out += w * np.exp(-0.5 * (quad + logdet + R * math.log(2 * math.pi)))
-    return out
-
-
 def target_marginal(result: Result, dims: int = 2):
     """The projected target (weights, means, covariances) restricted to the first ``dims``
     observation coordinates (a marginal, so still a Gaussian mixture)."""
@@ -130,7 +113,8 @@ def target_marginal(result: Result, dims: int = 2):
 def target_density(result: Result, points: np.ndarray) -> np.ndarray:
     """Projected target density at ``points`` (m, D), marginal on the first D coordinates."""
     points = np.atleast_2d(points)
-    return gaussian_mixture_density(points, *target_marginal(result, points.shape[1]))
+    weights, means, covs = target_marginal(result, points.shape[1])
+    return gaussian_mixture_density(points, means, covs, weights, ridge=1e-6)  # flat directions: thin ridges
 
 
 def replica_indices(result: Result, replica) -> list[int]:
@@ -172,55 +156,6 @@ def theory_laws(theory: Result, j: int, dims: int = 2, max_components: int = MAX
     return laws
 
 
-def _mixture_density(points: np.ndarray, means: np.ndarray, covs: np.ndarray) -> np.ndarray:
-    """Equal-weight Gaussian mixture with one covariance per component: covs (n, R, R)."""
-    cinv = np.ascontiguousarray(np.linalg.inv(covs))
-    _, logdet = np.linalg.slogdet(covs)
-    R = means.shape[1]
-    lognorm = -0.5 * (logdet + R * math.log(2 * math.pi))
-    return _mixture_kernel(np.ascontiguousarray(points, dtype=float), np.ascontiguousarray(means, dtype=float),
-                           cinv, np.ascontiguousarray(lognorm))
-
-
-def _numba_kernel():
-    from numba import njit, prange
-
-    @njit(cache=True, parallel=True)
-    def kernel(points, means, cinv, lognorm):
-        m, R = points.shape
-        n = means.shape[0]
-        out = np.empty(m)
-        for i in prange(m):
-            acc = 0.0
-            diff = np.empty(R)
-            for k in range(n):
-                for a in range(R):
-                    diff[a] = points[i, a] - means[k, a]
-                quad = 0.0
-                for a in range(R):
-                    row = 0.0
-                    for b in range(R):
-                        row += cinv[k, a, b] * diff[b]
-                    quad += diff[a] * row
-                e = lognorm[k] - 0.5 * quad
-                if e > -700.0:
-                    acc += math.exp(e)
-            out[i] = acc / n
-        return out
-
-    return kernel
-
-
-_KERNEL = None
-
-
-def _mixture_kernel(points, means, cinv, lognorm):
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = _numba_kernel()
-    return _KERNEL(points, means, cinv, lognorm)
-
-
 def smoothed_covariances(means: np.ndarray, cov: np.ndarray, factor=None) -> np.ndarray:
     """Per-component covariances (n, R, R) for drawing a mixture of n narrow Gaussians
     N(means[i], cov) as a smooth density.
@@ -246,7 +181,7 @@ def smoothed_covariances(means: np.ndarray, cov: np.ndarray, factor=None) -> np.
     pe = np.linalg.eigvalsh(pilot_cov)
     if pe.min() <= 1e-12 * max(1.0, pe.max()):
         pilot_cov = pilot_cov + (1e-6 * max(pe.max(), 1e-12)) * np.eye(R)
-    pilot = _mixture_density(means, means, np.broadcast_to(pilot_cov, (n, R, R)))
+    pilot = gaussian_mixture_density(means, means, np.broadcast_to(pilot_cov, (n, R, R)))
     logp = np.log(np.maximum(pilot, 1e-300))
     lam2 = np.clip(np.exp(-(logp - logp.mean())), 0.05, 20.0)  # lambda^2 = (pilot / geometric mean)^-1
     H = lam2[:, None, None] * (h ** 2 * sigma)[None]
@@ -285,7 +220,7 @@ def theory_density(theory: Result, j: int, points: np.ndarray, smoothing="auto",
             out += law.density(points)
         else:
             factor = None if smoothing == "auto" else float(smoothing)
-            out += _mixture_density(points, law.means, smoothed_covariances(law.means, law.cov, factor))
+            out += gaussian_mixture_density(points, law.means, smoothed_covariances(law.means, law.cov, factor))
     return out / len(laws)
 
 

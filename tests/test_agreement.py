@@ -6,7 +6,6 @@ generated samples' energy distance to a small multiple of its noise floor.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import hdae

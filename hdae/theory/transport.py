@@ -12,13 +12,13 @@ With the trained statistics (Q, G, b) and the sampler's Euler coefficients:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
 from .. import activations
+from ..mixtures import gaussian_mixture_density
 from ..schedules import SamplerCoefficients
 
 
@@ -89,16 +89,7 @@ class ProjectedLaw:
             from scipy.stats import gaussian_kde
 
             return gaussian_kde(self.sample(np.random.default_rng(0)).T)(points.T)
-        cinv = np.linalg.inv(self.cov)
-        _, logdet = np.linalg.slogdet(self.cov)
-        R = self.cov.shape[0]
-        norm = -0.5 * (R * math.log(2 * math.pi) + logdet)
-        out = np.zeros(len(points))
-        for start in range(0, len(points), 4096):
-            diff = points[start:start + 4096, None, :] - means[None]  # (m, n, R)
-            quad = np.einsum("mnr,rs,mns->mn", diff, cinv, diff)
-            out[start:start + 4096] = np.exp(norm - 0.5 * quad).mean(1)
-        return out
+        return gaussian_mixture_density(points, means, self.cov)
 
 
 def projected_law(Z: np.ndarray, Q, G, S: float) -> ProjectedLaw:
