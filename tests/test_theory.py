@@ -416,3 +416,14 @@ dt = 0.01   # RK4 keeps this quadratic identity up to its truncation error
         gj = g[:, j, :, j]
         np.testing.assert_allclose(q[:, j], np.einsum("ta,tb->tab", gj, gj), rtol=1e-6, atol=1e-12)
     assert np.abs(g[-1, :2]).max() > 10 * np.abs(g[0, :2]).max()  # the spikes were learned
+
+
+def test_init_from_refuses_a_different_problem(small_problem):
+    from hdae.config import ConfigError
+    from hdae.simulation import simulate
+
+    sim = simulate(small_problem, sample=False)
+    with pytest.raises(ConfigError, match="^model: differs"):
+        solve(small_problem.with_overrides('model.activation="relu"'), init_from=sim)
+    res = solve(small_problem.with_overrides("theory.dt=0.01"), init_from=sim, sample=False)  # theory may differ
+    np.testing.assert_allclose(res.train.theta, sim.train.theta)

@@ -112,8 +112,14 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
             raise ConfigError("init_from", "the file holds no initial weights (/init/w)")
         if problem is None:
             problem = sim.problem
-        elif problem.d != sim.d:
-            problem = problem.with_overrides(**{"target.d": sim.d})
+        else:
+            if problem.d != sim.d:
+                problem = problem.with_overrides(**{"target.d": sim.d})
+            sim_config = sim.problem.config
+            for section in ("target", "model", "init", "observation"):
+                if problem.config[section] != sim_config[section]:
+                    raise ConfigError(section, "differs from the simulation's problem given to start from "
+                                               "(only [train], [sample], [theory] may differ)")
     if problem is None:
         raise ConfigError("problem", "give a problem or a simulation to start from")
     th, tr = problem.theory, problem.train
