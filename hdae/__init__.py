@@ -1,14 +1,40 @@
-"""hdae: precise high-dimensional theory of diffusion/flow models learned by a two-layer DAE."""
+"""hdae: precise high-dimensional theory of diffusion/flow models learned by a two-layer DAE.
+
+The public API (everything a command of the ``hdae`` CLI does is one of these calls):
+
+    problem = hdae.load_problem("my.toml", overrides=["train.lr=0.1"])   # or example="fig1"
+    sim = hdae.simulate(problem, replicas=4)          # finite-d SGD + sampler (torch)
+    theory = hdae.solve(init_from=sim)                # Result 2.1 ODEs + generated density
+    hdae.compare_training(theory, sim)                # deviations, scales, replica spread
+    theory.write("theory.h5"); hdae.read("theory.h5")
+
+``simulate`` imports torch and ``solve`` numba only when called.
+"""
 from ._version import __version__
+from .compare import compare_samples, compare_training
 from .config import ConfigError, Problem, example_names, example_text, load_problem
 from .results import Result, read
 
-__all__ = ["__version__", "ConfigError", "Problem", "Result", "example_names", "example_text", "load_problem",
-           "read", "simulate"]
+__all__ = ["__version__", "ConfigError", "Problem", "Result", "compare_samples", "compare_training",
+           "example_names", "example_text", "load_problem", "read", "run", "simulate", "solve"]
 
 
 def simulate(problem, **kwargs):
-    """Finite-d SGD + sampler for ``problem``; see :func:`hdae.simulation.run.simulate`."""
+    """Finite-d SGD + sampler for ``problem``: :func:`hdae.simulation.run.simulate`."""
     from .simulation import simulate as _simulate
 
     return _simulate(problem, **kwargs)
+
+
+def solve(problem=None, **kwargs):
+    """The theory of ``problem``: :func:`hdae.theory.solve.solve`."""
+    from .theory import solve as _solve
+
+    return _solve(problem, **kwargs)
+
+
+def run(problem, out_dir, **kwargs):
+    """Simulate, solve from the same w_0, compare and plot into ``out_dir``: :func:`hdae.pipeline.run`."""
+    from .pipeline import run as _run
+
+    return _run(problem, out_dir, **kwargs)
