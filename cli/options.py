@@ -10,7 +10,6 @@ import click
 
 import hdae
 from hdae.config import ConfigError
-from hdae.results import check_writable
 
 problem_file = click.argument("problem_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 example = click.option("--example", "-e", metavar="NAME",
@@ -51,10 +50,6 @@ def user_errors(func):
             raise click.ClickException(str(err)) from None
 
     return wrapper
-
-
-def ensure_writable(path, force_):
-    check_writable(path, force_)
 
 
 def finish(result, path, force_, quiet_):

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 import hdae
+from hdae.results import check_writable
 
 from . import options as o
 
@@ -30,7 +31,7 @@ def command(file, against, output, what, force):
     """
     from hdae import plotting
 
-    o.ensure_writable(output, force)
+    check_writable(output, force)
     main = hdae.read(file)
     other = hdae.read(against) if against is not None else None
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .results import TRAIN_STATS, Result
+from .results import TRAIN_STATS, Result, checkpoint_index
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,9 @@ class StatisticComparison:
 
 def common_checkpoints(a: np.ndarray, b: np.ndarray, rtol: float = 1e-9):
     """Index pairs (i, j) with a[i] == b[j] up to ``rtol``."""
-    ia, ib = [], []
-    for i, t in enumerate(a):
-        j = int(np.argmin(np.abs(b - t)))
-        if abs(b[j] - t) <= rtol * max(1.0, abs(t)):
-            ia.append(i)
-            ib.append(j)
-    return np.array(ia, dtype=int), np.array(ib, dtype=int)
+    pairs = [(i, checkpoint_index(b, t, rtol)) for i, t in enumerate(a)]
+    pairs = [(i, j) for i, j in pairs if j is not None]
+    return np.array([i for i, _ in pairs], dtype=int), np.array([j for _, j in pairs], dtype=int)
 
 
 def _paired(theory: np.ndarray, sim: np.ndarray):

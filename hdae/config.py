@@ -363,7 +363,7 @@ def resolve(cfg: dict) -> dict:
     out = _check_table({k: v for k, v in cfg.items() if k in TOP_LEVEL}, TOP_LEVEL, "")
     if "target" not in cfg:
         raise ConfigError("target", "missing required table [target]")
-    out["target"] = _plain(targets.resolve_target_config(_plain(cfg["target"])))
+    out["target"] = targets.resolve_target_config(_plain(cfg["target"]))
     for name, spec in SECTIONS.items():
         table = cfg.get(name, {})
         if name == "observation" and isinstance(table, dict) and "kind" not in table:

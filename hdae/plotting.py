@@ -29,7 +29,7 @@ import numpy as np
 
 from . import tomlio
 from .mixtures import gaussian_mixture_density
-from .results import Result
+from .results import Result, checkpoint_index
 
 #: Probability masses enclosed by the drawn density contours (innermost first).
 DENSITY_MASSES = (0.25, 0.5, 0.75, 0.95)
@@ -87,17 +87,15 @@ def _describe(theory: Result | None, sim: Result | None) -> str:
 
 
 def _checkpoint(theta_grid: np.ndarray, theta: float) -> int:
-    i = int(np.argmin(np.abs(theta_grid - theta)))
-    if abs(theta_grid[i] - theta) > 1e-6 * max(1.0, abs(theta)):
-        raise ValueError(f"no training checkpoint at theta = {theta:g} (nearest {theta_grid[i]:g})")
+    i = checkpoint_index(theta_grid, theta, 1e-6)
+    if i is None:
+        nearest = theta_grid[int(np.argmin(np.abs(theta_grid - theta)))]
+        raise ValueError(f"no training checkpoint at theta = {theta:g} (nearest {nearest:g})")
     return i
 
 
 def _matching(thetas: np.ndarray, theta: float) -> int | None:
-    if thetas is None or len(thetas) == 0:
-        return None
-    i = int(np.argmin(np.abs(thetas - theta)))
-    return i if abs(thetas[i] - theta) <= 1e-6 * max(1.0, abs(theta)) else None
+    return checkpoint_index(thetas, theta, 1e-6)
 
 
 def target_marginal(result: Result, dims: int = 2):
@@ -138,7 +136,7 @@ def theory_laws(theory: Result, j: int, dims: int = 2, max_components: int = MAX
     one :class:`~hdae.theory.transport.ProjectedLaw` per selected replica (Corollary 2.3 with Q, G
     at the training checkpoint equal to that time), marginalised on the first ``dims``
     coordinates, with ``max_components`` mixture components in all (split over replicas)."""
-    from .theory.transport import ProjectedLaw, projected_law
+    from .theory.transport import projected_law
 
     s = theory.sample
     if s is None or s.Z is None or s.S is None:
@@ -152,7 +150,7 @@ def theory_laws(theory: Result, j: int, dims: int = 2, max_components: int = MAX
         if len(Z) > per:
             Z = Z[np.linspace(0, len(Z) - 1, per).astype(int)]
         law = projected_law(Z, theory.train.Q[rep, i], theory.train.G[rep, i], float(s.S[rep, j]))
-        laws.append(ProjectedLaw(means=law.means[:, :dims], cov=law.cov[:dims, :dims]))
+        laws.append(law.marginal(dims))
     return laws
 
 

@@ -44,6 +44,15 @@ class ResultFileError(OSError):
     """A file that is not a readable hdae result."""
 
 
+def checkpoint_index(grid, theta: float, rtol: float = 1e-9) -> int | None:
+    """Index of training time ``theta`` in the checkpoint ``grid``, or None when no entry equals
+    it up to ``rtol`` (relative, absolute below 1)."""
+    if grid is None or len(grid) == 0:
+        return None
+    i = int(np.argmin(np.abs(np.asarray(grid) - theta)))
+    return i if abs(grid[i] - theta) <= rtol * max(1.0, abs(theta)) else None
+
+
 @dataclass
 class TrainRecord:
     """Summary statistics at the checkpoints; every array has a leading replica axis."""

@@ -85,8 +85,9 @@ class SamplerCoefficients:
     linear: np.ndarray  # alpha'/alpha - eps/alpha^2 at t_k, (n,)
     noise_var: np.ndarray  # 2 eps_k dt_k, (n,)
 
-    def drift_scale(self, b: float) -> np.ndarray:
-        """A_k = b Gamma_k + alpha'_k/alpha_k - eps_k/alpha_k^2, shape (n,)."""
+    def drift_scale(self, b) -> np.ndarray:
+        """A_k = b Gamma_k + alpha'_k/alpha_k - eps_k/alpha_k^2, shape (n,) (b broadcasts: a column
+        of skip connections (n_rep, 1) gives (n_rep, n))."""
         return b * self.gamma + self.linear
 
     def orthogonal_variance(self, b: float) -> np.ndarray:
@@ -99,6 +100,12 @@ class SamplerCoefficients:
         for k in range(len(self.dt)):
             s[k + 1] = (1.0 + self.dt[k] * a[k]) ** 2 * s[k] + self.noise_var[k]
         return s
+
+
+def checkpoint_steps(thetas, d: int, lr: float) -> np.ndarray:
+    """SGD step indices mu = round(theta d/(2 eta)) of training times theta (unique, sorted);
+    the times SGD actually reaches are 2 eta mu/d (section 1: theta = 2 eta mu/d)."""
+    return np.unique(np.rint(np.asarray(thetas, dtype=float) * d / (2 * lr)).astype(np.int64))
 
 
 def sampling_grid(steps: int, t_end: float) -> np.ndarray:

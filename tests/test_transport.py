@@ -11,6 +11,7 @@ from hdae import activations, schedules
 from hdae.compare import energy_distance
 from hdae.simulation.sampler import sample_finite_d
 from hdae.theory import transport
+from hdae.theory.linalg import sym_sqrt
 
 
 def _coefficients(eps=0.0, steps=49, t_end=0.98, schedule="linear", eps_kind="constant"):
@@ -43,7 +44,7 @@ def test_latent_recursion_reproduces_the_d_dim_sampler_pathwise(act, eps, rng):
         A = b * coeffs.gamma[k] + coeffs.linear[k]
         X = X + dt * (A * X + coeffs.gamma[k] * sigma(X @ w / math.sqrt(d)) @ w.T / math.sqrt(d)) \
             + math.sqrt(coeffs.noise_var[k]) * xi[k]
-    sqrtQ = transport._sqrt_psd(Q)
+    sqrtQ = sym_sqrt(Q)
     noise = np.einsum("knd,dr->knr", xi, w) / math.sqrt(d) @ np.linalg.inv(sqrtQ)  # standardised projected noise
     z = Z0.copy()
     transport._latent_recursion(z, np.ascontiguousarray(noise), sqrtQ, Q, coeffs.drift_scale(b), coeffs.gamma,
@@ -122,7 +123,7 @@ def test_odd_activation_transport_is_equivariant(rng):
     X = rng.standard_normal((r, r))
     Q = X @ X.T + 0.5 * np.eye(r)
     coeffs = _coefficients(0.4)
-    sq = transport._sqrt_psd(Q)
+    sq = sym_sqrt(Q)
     z0 = rng.standard_normal((n, r)) @ sq
     noise = rng.standard_normal((len(coeffs.dt), n, r))
     out = []

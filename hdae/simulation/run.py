@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import schedules, targets
+from ..schedules import checkpoint_steps
 from ..config import Problem
 from ..progress import progress_bar
 from ..results import Result, SampleRecord, TrainRecord
@@ -31,11 +32,6 @@ def describe_device(dev: torch.device) -> str:
     if dev.type == "cuda":
         return f"{dev} ({torch.cuda.get_device_name(dev)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def checkpoint_steps(thetas, d: int, lr: float) -> np.ndarray:
-    """SGD step indices mu = round(theta d/(2 eta)) of training times theta (unique, sorted)."""
-    return np.unique(np.rint(np.asarray(thetas) * d / (2 * lr)).astype(np.int64))
 
 
 def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: str = "auto",

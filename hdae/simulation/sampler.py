@@ -28,9 +28,8 @@ def sample_finite_d(w, b, coefficients, n: int, basis, activation: str, generato
     n_rep, d, r = w.shape
     sd = math.sqrt(d)
     wt = w.transpose(1, 2).contiguous()
-    gamma = torch.as_tensor(coefficients.gamma, dtype=w.dtype, device=w.device)
-    A = torch.as_tensor(coefficients.linear, dtype=w.dtype, device=w.device)[None, :] + b[:, None] * gamma[None, :]
-    scale = 1.0 + torch.as_tensor(coefficients.dt, dtype=w.dtype, device=w.device)[None, :] * A  # (n_rep, n_steps)
+    A = coefficients.drift_scale(b.cpu().numpy()[:, None])  # (n_rep, n_steps)
+    scale = torch.as_tensor(1.0 + coefficients.dt[None, :] * A, dtype=w.dtype, device=w.device)
     batch = max(1, min(batch, n, memory_budget // (n_rep * d * w.element_size())))
     projected, latent = [], []
     for start in range(0, n, batch):

@@ -24,6 +24,7 @@ from scipy.integrate import solve_ivp
 from .. import activations
 from ..targets import ReducedTarget
 from .kernels import cluster_expectations_blocked
+from .linalg import pinv_sym, sym_sqrt
 from .quadrature import Nodes
 
 
@@ -76,21 +77,6 @@ class State:
         return self.q.sum(0), np.einsum("lc,lab->cab", s, self.q), self.m.sum(0), self.g.sum(0)
 
 
-def _sym_sqrt(a: np.ndarray, inverse: bool = False) -> np.ndarray:
-    """Symmetric (pseudo-inverse) square root of a PSD matrix (negative eigenvalues clipped)."""
-    e, v = np.linalg.eigh(0.5 * (a + a.T))
-    tol = max(e.max(initial=0.0), 0.0) * 1e-12
-    if inverse:
-        f = np.where(e > tol, 1.0 / np.sqrt(np.where(e > tol, e, 1.0)), 0.0)
-    else:
-        f = np.sqrt(np.clip(e, 0.0, None))
-    return (v * f) @ v.T
-
-
-def _pinv(a: np.ndarray) -> np.ndarray:
-    return np.linalg.pinv(0.5 * (a + a.T), rcond=1e-10, hermitian=True)
-
-
 def operators(Q, Omega, M, b, setup: TrainingSetup):
     """The global operators of section 4: U (r, K), K0 (r, r), K1 (K, r, r), D0 (r, r), D1 (K, r, r),
     and sum_c pi_c sum_t omega_t E[sigma_t . h_t] (the O(1/d) term of the skip connection's drift)."""
@@ -100,7 +86,7 @@ def operators(Q, Omega, M, b, setup: TrainingSetup):
     T = len(al)
     act = activations.code(setup.activation)
     pts, wts = setup.nodes.points, setup.nodes.weights
-    Qp = _pinv(Q)
+    Qp = pinv_sym(Q)
     Rt = np.stack([np.hstack([b * al[t] * np.eye(r), -(1 - b * be[t]) * np.eye(r)]) for t in range(T)])  # (T, r, 2r)
     U = np.zeros((r, K))
     K0 = 0.5 * setup.weight_decay * np.eye(r)
@@ -116,12 +102,12 @@ def operators(Q, Omega, M, b, setup: TrainingSetup):
         cov = np.zeros((2 * r, 2 * r))
         cov[:r, :r], cov[r:, r:] = Q, Om
         if T == 1:
-            inv_sqrt = _sym_sqrt(al[0] ** 2 * Q + be[0] ** 2 * Om, inverse=True)
+            inv_sqrt = sym_sqrt(al[0] ** 2 * Q + be[0] ** 2 * Om, inverse=True)
             Lmap = np.vstack([al[0] * Q @ inv_sqrt, be[0] * Om @ inv_sqrt])
             C = cov - Lmap @ Lmap.T
         else:
             Lmap = np.zeros((2 * r, 2 * r))
-            Lmap[:r, :r], Lmap[r:, r:] = _sym_sqrt(Q), _sym_sqrt(Om)
+            Lmap[:r, :r], Lmap[r:, r:] = sym_sqrt(Q), sym_sqrt(Om)
             C = None
         mean = np.concatenate([np.zeros(r), M[:, c]])
         n_blocks = 1 if len(wts) < 2048 else 4 * numba.get_num_threads()
@@ -138,7 +124,7 @@ def operators(Q, Omega, M, b, setup: TrainingSetup):
                     V1 += om[t] * om[u] * be[t] * be[u] * rcr * Edd[t, u]
         U[:, c] = pi * Uc
         K0 += pi * (B0.T @ Qp + Sc)
-        K1[c] = pi * B1.T @ _pinv(Om)
+        K1[c] = pi * B1.T @ pinv_sym(Om)
         D0 += pi * V0
         D1[c] = pi * V1
         sigma_h += pi * Esh[0]

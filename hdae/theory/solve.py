@@ -9,15 +9,14 @@ import numpy as np
 from .. import schedules, targets
 from ..config import ConfigError, Problem
 from ..progress import progress_bar
-from ..results import Result, SampleRecord, TrainRecord
+from ..results import Result, SampleRecord, TrainRecord, checkpoint_index
 from . import quadrature, transport
 from .ode import State, TrainingSetup, integrate
 
 
 def _snapped_thetas(thetas, d: int, lr: float) -> np.ndarray:
-    """Training times the finite-d SGD actually reaches: 2 eta round(theta d/(2 eta))/d."""
-    steps = np.unique(np.rint(np.asarray(thetas) * d / (2 * lr)).astype(np.int64))
-    return 2 * lr * steps / d
+    """Training times the finite-d SGD actually reaches (those of ``simulate``)."""
+    return 2 * lr * schedules.checkpoint_steps(thetas, d, lr) / d
 
 
 def initial_state(problem: Problem, mode: str, d: int | None = None, w0=None, b0=None):
@@ -50,8 +49,8 @@ def generated_density(problem: Problem, train: TrainRecord, thetas, seed: int) -
     """Theory samples of the generated density at training times ``thetas`` (each must be one
     of ``train.theta``): Z from the r-dim recursion, S, and E^T X by Corollary 2.3."""
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
-    idx = [int(np.argmin(np.abs(train.theta - th))) for th in thetas]
-    if any(abs(train.theta[i] - th) > 1e-9 * max(1.0, th) for i, th in zip(idx, thetas)):
+    idx = [checkpoint_index(train.theta, th) for th in thetas]
+    if any(i is None for i in idx):
         raise ValueError("every sampled training time must be a checkpoint")
     n_rep = train.Q.shape[0]
     proj = np.empty((n_rep, len(idx), problem.sample.n, train.G.shape[-1]))
@@ -79,7 +78,7 @@ def _density_on_grid(record: SampleRecord, train: TrainRecord, idx, n_grid: int,
     for rep in range(n_rep):
         for j, i in enumerate(idx):
             law = transport.projected_law(record.Z[rep, j], train.Q[rep, i], train.G[rep, i], record.S[rep, j])
-            law = transport.ProjectedLaw(law.means[:max_components, :2], law.cov[:2, :2])
+            law = law.marginal(2, max_components)
             pts = record.projected[rep, j][:, :2]
             pad = 3 * np.sqrt(np.clip(np.diag(law.cov), 1e-12, None))
             lo, hi = pts.min(0) - pad, pts.max(0) + pad
@@ -135,7 +134,7 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
     elif th.init == "realised":
         reduced, states = initial_state(problem, "realised")
         t_out = _snapped_thetas(tr.checkpoints, problem.d, tr.lr)
-        sample_thetas = _snapped_thetas(problem.sample.thetas, problem.d, tr.lr) if len(problem.sample.thetas) else []
+        sample_thetas = _snapped_thetas(problem.sample.thetas, problem.d, tr.lr)
         init_desc = f"realised w_0 (d = {problem.d}, seed = {problem.seed})"
     else:
         reduced, states = initial_state(problem, "limit")

@@ -20,6 +20,7 @@ from numba import njit
 from .. import activations
 from ..mixtures import gaussian_mixture_density
 from ..schedules import SamplerCoefficients
+from .linalg import pinv_sym, sym_sqrt
 
 
 @njit(cache=True)
@@ -46,16 +47,11 @@ def _latent_recursion(z, noise, sqrtQ, Q, A, gamma, dt, noise_sd, act):
                 z[i, a] += inc[a]
 
 
-def _sqrt_psd(a):
-    e, v = np.linalg.eigh(0.5 * (a + a.T))
-    return (v * np.sqrt(np.clip(e, 0.0, None))) @ v.T
-
-
 def sample_latent(Q, b: float, coefficients: SamplerCoefficients, n: int, activation: str, rng) -> np.ndarray:
     """n samples of Z at the grid's last time (Result B.1), shape (n, r)."""
     Q = np.asarray(Q, dtype=float)
     r = Q.shape[0]
-    sq = _sqrt_psd(Q)
+    sq = sym_sqrt(Q)
     z = rng.standard_normal((n, r)) @ sq
     noise = rng.standard_normal((len(coefficients.dt), n, r))
     _latent_recursion(z, noise, sq, np.ascontiguousarray(Q), coefficients.drift_scale(b), coefficients.gamma,
@@ -77,9 +73,14 @@ class ProjectedLaw:
         e = np.linalg.eigvalsh(self.cov)
         return bool(e.min() <= 1e-9 * max(1.0, e.max()))
 
+    def marginal(self, dims: int, max_components: int | None = None) -> "ProjectedLaw":
+        """The law of the first ``dims`` observation coordinates (still a mixture), optionally
+        keeping only the first ``max_components`` components."""
+        return ProjectedLaw(means=self.means[:max_components, :dims], cov=self.cov[:dims, :dims])
+
     def sample(self, rng) -> np.ndarray:
         """One draw per mixture component, (n, R)."""
-        return self.means + rng.standard_normal(self.means.shape) @ _sqrt_psd(self.cov)
+        return self.means + rng.standard_normal(self.means.shape) @ sym_sqrt(self.cov)
 
     def density(self, points: np.ndarray, max_components: int | None = None) -> np.ndarray:
         """Density at ``points`` (m, R): the exact Gaussian mixture (no bandwidth) when the
@@ -95,7 +96,7 @@ class ProjectedLaw:
 def projected_law(Z: np.ndarray, Q, G, S: float) -> ProjectedLaw:
     """Corollary 2.3 from Z samples (n, r), Q (r, r), G (r, R) and the W-perp variance S."""
     G = np.asarray(G, dtype=float)
-    Qp = np.linalg.pinv(0.5 * (Q + Q.T), rcond=1e-10, hermitian=True)
+    Qp = pinv_sym(np.asarray(Q, dtype=float))
     cov = S * (np.eye(G.shape[1]) - G.T @ Qp @ G)
     return ProjectedLaw(means=Z @ Qp @ G, cov=0.5 * (cov + cov.T))
 
