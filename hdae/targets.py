@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import REQUIRED, ConfigError, _check_table, _choice, _int, _matrix, _num, _num_list, _weights
+from .validate import REQUIRED, ConfigError, _check_table, _choice, _int, _matrix, _num, _num_list, _weights
 
 KINDS = ("mixture", "gaussian", "manifold", "mnist")
 MANIFOLDS = ("swiss_roll", "circle")
