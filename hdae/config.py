@@ -297,6 +297,10 @@ def resolve(cfg: dict) -> dict:
         _check_increasing("train.checkpoints", train["checkpoints"], train["tau"])
     sample = out["sample"]
     sample.setdefault("thetas", [train["tau"]])
+    if out["generations"]["count"] > 1 and not any(abs(t - train["tau"]) <= 1e-12 * max(1.0, train["tau"])
+                                                   for t in sample["thetas"]):
+        # every generation is sampled where it hands its density on to the next: recorded in the config
+        sample["thetas"] = sorted(sample["thetas"] + [train["tau"]])
     _check_increasing("sample.thetas", sample["thetas"], train["tau"], allow_empty=True)
     return out
 

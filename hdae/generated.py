@@ -82,6 +82,17 @@ class GeneratedTarget:
         cov = 0.5 * (cov + cov.T)
         return self.weights.copy(), self.points @ Qp @ self.G, np.broadcast_to(cov, (self.n_clusters,) + cov.shape).copy()
 
+    def draw(self, w: np.ndarray, n: int, rng) -> np.ndarray:
+        """n samples (n, d) of the target realised in d dimensions around explicit weights w (d, r)
+        whose statistics are Q: x = w Q^+ z_j/sqrt(d) + sqrt(S) Proj(W-perp) xi, j ~ weights."""
+        d = w.shape[0]
+        Qp = pinv_sym(self.Q)
+        j = rng.choice(self.n_clusters, size=n, p=self.weights / self.weights.sum())
+        xi = rng.standard_normal((n, d))
+        coef = np.linalg.lstsq(w, xi.T, rcond=None)[0]  # projection of xi on span(w)
+        perp = xi - (w @ coef).T
+        return (self.points[j] @ Qp @ w.T) / np.sqrt(d) + np.sqrt(self.S) * perp
+
     def student_bins(self, Q_student, G_student, overlap, Q_basis=None, G_basis=None):
         """Per-bin statistics (q (2, r, r), m (2, r, J), g (2, r, R)) of a student with Q', G' and
         C = w'^T w/d (the module docstring's map). ``Q_basis``, ``G_basis`` (default: the target's
@@ -156,7 +167,7 @@ def _sq_dist(x, c):
     return (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
 
 
-def _kmeans(x, k, rng, max_iter: int = 200):
+def _kmeans(x, k, rng, max_iter: int = 100):
     n = len(x)
     centres = np.empty((k, x.shape[1]))
     centres[0] = x[rng.integers(n)]

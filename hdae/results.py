@@ -179,6 +179,12 @@ class Result:
         _set_attrs(f, attrs)
         if not self.generations:
             self._fill_data(f)
+        else:
+            for name, values in (("target", self.target), ("extra", self.extras)):
+                if values:
+                    grp = f.create_group(name)
+                    for k, v in values.items():
+                        grp.create_dataset(k, data=v)
         for g, sub in enumerate(self.generations):
             grp = f.create_group(f"generation/{g}")
             _set_attrs(grp, {"status": sub.status, "message": sub.message, "wall_time_s": float(sub.wall_time_s),
@@ -245,7 +251,9 @@ class Result:
                 generations.append(cls(**common, **_read_data(grp, rep), status=str(ga.pop("status")),
                                        message=str(ga.pop("message")), wall_time_s=float(ga.pop("wall_time_s")),
                                        attrs=ga))
-            data = _read_data(f, rep) if not n_gen else {"train": None}
+            data = _read_data(f, rep) if not n_gen else {
+                "train": None, "target": {k: v[()] for k, v in f["target"].items()} if "target" in f else None,
+                "extras": {k: v[()] for k, v in f["extra"].items()} if "extra" in f else {}}
         return cls(**common, **data, wall_time_s=float(core["wall_time_s"]), status=str(core["status"]),
                    message=str(core["message"]), attrs={k: _plain_attr(v) for k, v in a.items()},
                    generations=generations)

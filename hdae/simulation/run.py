@@ -16,6 +16,7 @@ from .. import schedules, targets
 from ..schedules import checkpoint_steps
 from ..config import Problem
 from ..progress import progress_bar
+from ..collapse import collapse_extras
 from ..results import Result, SampleRecord, TrainRecord
 from .sampler import GeneratedData, sample_finite_d
 from .sgd import MixtureSampler, OnlineSGD, summary_statistics
@@ -138,8 +139,10 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         run.wall_time_s, run.attrs = wall, {**attrs, "n_steps": run.attrs["n_steps"]}
         return run
     last = runs[-1]
-    return Result(**common, train=None, device=describe_device(dev), wall_time_s=wall, status=last.status,
-                  message=last.message, generations=runs, attrs=attrs)
+    result = Result(**common, train=None, device=describe_device(dev), wall_time_s=wall, status=last.status,
+                    message=last.message, generations=runs, attrs=attrs)
+    result.extras.update(collapse_extras(result))
+    return result
 
 
 def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, progress, label):

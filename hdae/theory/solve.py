@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import schedules, targets
+from ..collapse import collapse_extras
 from ..config import ConfigError, Problem
 from ..generated import GeneratedTarget, discretise
 from ..progress import progress_bar
@@ -181,11 +182,13 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
         runs[0].attrs.pop("generation")
         return runs[0]
     weights, means, covs = problem.target.projected(problem.observation_basis)
-    return Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=None,
-                  device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
-                  target={"weights": weights, "means": means, "covariances": covs}, status=runs[-1].status,
-                  message=runs[-1].message, replica_axis=runs[0].replica_axis, generations=runs,
-                  attrs={"init": init_desc})
+    result = Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=None,
+                    device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
+                    target={"weights": weights, "means": means, "covariances": covs}, status=runs[-1].status,
+                    message=runs[-1].message, replica_axis=runs[0].replica_axis, generations=runs,
+                    attrs={"init": init_desc})
+    result.extras.update(collapse_extras(result))
+    return result
 
 
 def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, n_gen):
