@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .. import activations
@@ -50,14 +51,21 @@ class OnlineSGD:
     """
 
     def __init__(self, target, alphas, betas, omegas, lr: float, weight_decay: float, activation: str,
-                 device, dtype):
+                 device, dtype, backend: str = "auto"):
         self.target = target
         self.d = target.d
         as_t = lambda v: torch.as_tensor(v, dtype=dtype, device=device).reshape(-1)  # noqa: E731
         self.alphas, self.betas, self.omegas = as_t(alphas), as_t(betas), as_t(omegas)
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.sigma, self.dsigma = activations.torch_pair(activation)
-        self.device, self.dtype = device, dtype
+        self.act_code = activations.code(activation)
+        self._np_times = tuple(t.cpu().numpy().astype("float64") for t in (self.alphas, self.betas, self.omegas))
+        self.device, self.dtype = torch.device(device), dtype
+        if backend not in ("auto", "kernel", "torch"):
+            raise ValueError(f"backend must be auto, kernel or torch, not {backend!r}")
+        if backend == "kernel" and self.device.type != "cpu":
+            raise ValueError("the SGD kernel runs on CPU only; use backend='torch' on " + str(self.device))
+        self.backend = ("kernel" if self.device.type == "cpu" else "torch") if backend == "auto" else backend
 
     # ------------------------------------------------------------------ one step, exact
     def gradient(self, w, b, x0, x1):
@@ -99,30 +107,102 @@ class OnlineSGD:
         w.mul_(1.0 - self.lr * self.weight_decay / self.d).sub_(grad, alpha=self.lr)
         b.sub_(dldb, alpha=self.lr / self.d**2)
 
+    def draw(self, m: int, n: int, generator):
+        """Data for ``m`` steps of ``n`` replicas: x0 ~ N(0, I_d) of shape (m, n, d), then
+        x1 = target.draw((m, n)); both paths (kernel and torch step) consume the same draws."""
+        x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
+        x1 = self.target.draw((m, n), generator)
+        return x0, x1
+
     def run(self, w, b, n_steps: int, generator, chunk: int = 256):
         """``n_steps`` steps in place, noise drawn ``chunk`` steps at a time.
 
         Returns None, or the 0-based index of the first step after which some replica's
         weights (or w^T w) were non-finite (then w, b are left at the state just before that step)."""
+        failed = self.run_replicas(w, b, n_steps, generator, chunk, stop_all=True)
+        bad = failed[failed >= 0]
+        return int(bad.min()) if bad.size else None
+
+    def run_replicas(self, w, b, n_steps: int, generator, chunk: int = 256, skip=None, stop_all: bool = False):
+        """``n_steps`` steps in place with a status per replica.
+
+        Returns an int64 array (n,): -1 for a replica that completed the steps, else the 0-based
+        step after which it became non-finite; such a replica is left at the state just before
+        that step and the others go on (``stop_all``: every replica stops there instead).
+        ``skip`` (n,) bool marks replicas to leave untouched (e.g. diverged earlier); they still
+        consume their draws, so a replica's trajectory never depends on another's fate."""
+
+        n = w.shape[0]
+        skip = np.zeros(n, dtype=bool) if skip is None else np.asarray(skip, dtype=bool).copy()
+        failed = np.full(n, -1, dtype=np.int64)
         done = 0
         while done < n_steps:
             m = min(chunk, n_steps - done)
-            n = w.shape[0]
-            x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
-            x1 = self.target.draw((m, n), generator)
-            w_start, b_start = w.clone(), b.clone()
+            x0, x1 = self.draw(m, n, generator)
+            if self.backend == "kernel":
+                new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all)
+            else:
+                new = self._torch_chunk(w, b, x0, x1, m, skip, stop_all)
+            hit = new >= 0
+            failed[hit] = done + new[hit]
+            skip |= hit
+            if stop_all and hit.any():
+                return failed
+            done += m
+        return failed
+
+    def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all):
+        from . import kernels
+
+        wn, bn = w.numpy(), b.numpy()  # shared memory: w, b updated in place
+        if not (wn.flags.c_contiguous and bn.flags.c_contiguous):
+            wc, bc = w.contiguous(), b.contiguous()
+            failed = self._kernel_chunk(wc, bc, x0, x1, m, skip, stop_all)
+            w.copy_(wc), b.copy_(bc)
+            return failed
+        args = (np.ascontiguousarray(x0.numpy()), np.ascontiguousarray(x1.numpy()), self._np_times[0],
+                self._np_times[1], self._np_times[2], self.lr, self.weight_decay, self.act_code)
+        failed = np.empty(w.shape[0], dtype=np.int64)
+        w_start, b_start = (wn.copy(), bn.copy()) if stop_all else (None, None)
+        kernels.sgd_steps(wn, bn, *args, m, skip, failed)
+        if stop_all and (failed >= 0).any():  # replay the others up to the first failing step
+            first = int(failed[failed >= 0].min())
+            wn[...], bn[...] = w_start, b_start
+            kernels.sgd_steps(wn, bn, *args, first, skip, np.empty_like(failed))
+            failed = np.where(failed == first, first, -1)
+        return failed
+
+    def _torch_chunk(self, w, b, x0, x1, m, skip, stop_all):
+        n = w.shape[0]
+        failed = np.full(n, -1, dtype=np.int64)
+        frozen = torch.as_tensor(skip, device=w.device)
+        w_start, b_start = w.clone(), b.clone()
+        if not frozen.any():
             for j in range(m):
                 self.step(w, b, x0[j], x1[j])
-            if not _finite(w, b):
-                w.copy_(w_start), b.copy_(b_start)
-                for j in range(m):  # replay the chunk to find the exact step
-                    w_prev, b_prev = w.clone(), b.clone()
-                    self.step(w, b, x0[j], x1[j])
-                    if not _finite(w, b):
-                        w.copy_(w_prev), b.copy_(b_prev)
-                        return done + j
-            done += m
-        return None
+            if _finite(w, b):
+                return failed
+            w.copy_(w_start), b.copy_(b_start)
+        for j in range(m):  # step by step, freezing each replica at its first non-finite step
+            w_prev, b_prev = w.clone(), b.clone()
+            self.step(w, b, x0[j], x1[j])
+            bad = ~_finite_each(w, b)
+            new = bad & ~frozen
+            if new.any():
+                failed[new.cpu().numpy()] = j
+                if stop_all:
+                    w.copy_(w_prev), b.copy_(b_prev)
+                    return failed
+                frozen = frozen | new
+            keep = frozen
+            if keep.any():
+                w[keep], b[keep] = w_prev[keep], b_prev[keep]
+        return failed
+
+
+def _finite_each(w, b):
+    """Per replica (n,) bool: b and every column norm of w finite."""
+    return torch.isfinite(b) & torch.isfinite((w * w).sum(1)).all(1)
 
 
 def _finite(w, b) -> bool:
