@@ -220,15 +220,14 @@ def _replay_first_failure(problem, sim):
     sgd, _ = _sgd(problem)  # built as simulate builds it
     w = torch.as_tensor(sim.init_w).clone()
     b = torch.as_tensor(sim.init_b).clone()
-    g = torch.Generator().manual_seed(problem.seed)
+    g = sgd.default_generator(problem.seed)  # as simulate draws on CPU
     chunk = problem.simulation.chunk
     done, stats = 0, []
     for target in checkpoint_steps(tr.checkpoints, d, tr.lr):
         remaining = int(target) - done
         while remaining > 0:
             m = min(chunk, remaining)
-            x0 = torch.randn((m, 1, d), generator=g, dtype=F64)
-            x1 = sgd.target.draw((m, 1), g)
+            x0, x1 = (torch.as_tensor(x) for x in sgd.draw(m, 1, g))
             for j in range(m):
                 sgd.step(w, b, x0[j], x1[j])
                 # diverged: b, or w^T w/d (hence w and every statistic), no longer finite
@@ -260,9 +259,9 @@ def test_simulate_divergence(activation, lr):
     rt = targets.realise(p.target, p.observation_basis)
     for i, w in enumerate(stats):
         wn = w[0].numpy()
-        np.testing.assert_allclose(res.train.Q[0, i], wn.T @ wn / p.d, rtol=1e-12)
-        np.testing.assert_allclose(res.train.M[0, i], wn.T @ rt.centroids.T / math.sqrt(p.d), rtol=1e-10,
-                                   atol=1e-12 * np.abs(wn).max())
+        np.testing.assert_allclose(res.train.Q[0, i], wn.T @ wn / p.d, rtol=1e-9)  # kernel vs torch replay
+        np.testing.assert_allclose(res.train.M[0, i], wn.T @ rt.centroids.T / math.sqrt(p.d), rtol=1e-9,
+                                   atol=1e-10 * np.abs(wn).max())
     assert "\n" not in res.message and f"eta = {lr:g}" in res.message
 
 

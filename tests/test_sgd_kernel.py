@@ -51,6 +51,21 @@ def test_kernel_trajectory_equals_torch_step(small_problem, activation, grid):
     assert not torch.allclose(stats[0]["Q"], w0.transpose(1, 2) @ w0 / d)  # it moved
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_numpy_generator_same_trajectory_on_both_backends(small_problem, activation):
+    """The CPU default: numpy draws (PCG64); the torch step fed the same draws follows the kernel."""
+    kern, ref, rt = _pair(small_problem, activation, [0.2, 0.7], [0.5, 0.5])
+    w0 = _w0(small_problem, 2, 2, rt.d)
+    out = []
+    for sgd in (kern, ref):
+        w, b = w0.clone(), torch.zeros(2, dtype=F64)
+        assert sgd.run(w, b, 200, sgd.default_generator(8) if sgd is kern else np.random.default_rng(8), 50) is None
+        out.append((w, b))
+    assert torch.linalg.norm(out[0][0] - out[1][0]) <= 1e-10 * torch.linalg.norm(out[1][0])
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-10, atol=1e-13)
+    assert isinstance(ref.default_generator(8), torch.Generator)
+
+
 def test_kernel_float32(small_problem):
     """float32 weights: the kernel follows the torch step to float32 rounding."""
     kern, ref, rt = _pair(small_problem, "tanh", [0.5], [1.0], dtype=torch.float32)

@@ -162,3 +162,14 @@ def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_step
             continue
         b[i], failed[i] = _replica_steps(w[i], b[i], x0, x1, i, alphas, betas, omegas, lr, weight_decay, act,
                                          n_steps)
+
+
+@njit(cache=True)
+def mixture_affine(z, c, centroids, std):
+    """In place, row by row: z[i] <- centroids[c[i]] + std[c[i]] * z[i] (a mixture draw from N(0, I)
+    draws z (n, d) and cluster labels c (n,); centroids and std (K, d)), without gathered copies."""
+    n, d = z.shape
+    for i in range(n):
+        ci = c[i]
+        for k in range(d):
+            z[i, k] = centroids[ci, k] + std[ci, k] * z[i, k]

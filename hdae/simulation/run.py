@@ -70,6 +70,7 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     sgd = OnlineSGD(MixtureSampler(realised, dev, dtype), tr.interpolant.alpha(tr.times), tr.interpolant.beta(tr.times),
                     tr.time_weights, tr.lr, tr.weight_decay, problem.model.activation, dev, dtype)
     generator = torch.Generator(device=dev).manual_seed(seed)
+    data_rng = sgd.default_generator(seed, generator)  # numpy PCG64 on CPU (the kernel's fast draws)
 
     as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     eig, cents, basis = as_t(realised.eigenvalues), as_t(realised.centroids), as_t(realised.basis)
@@ -84,7 +85,7 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     done = 0
     try:
         for target_step in steps:
-            failed = sgd.run(w, b, int(target_step - done), generator, chunk)
+            failed = sgd.run(w, b, int(target_step - done), data_rng, chunk)
             if failed is not None:
                 step = done + failed + 1
                 status = "diverged"

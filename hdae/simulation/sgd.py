@@ -27,17 +27,31 @@ from .. import activations
 
 
 class MixtureSampler:
-    """Draws x1 ~ sum_c pi_c N(mu_c, diag(s_c)) in d dimensions on a torch device."""
+    """Draws x1 ~ sum_c pi_c N(mu_c, diag(s_c)) in d dimensions.
+
+    ``draw(shape, generator)`` takes a torch.Generator (a tensor on the sampler's device) or a
+    numpy Generator (a float64/float32 numpy array: the CPU kernel's fast path, no torch RNG)."""
 
     def __init__(self, realised, device, dtype):
         self.weights = torch.as_tensor(realised.weights, dtype=dtype, device=device)
         self.centroids = torch.as_tensor(realised.centroids, dtype=dtype, device=device)  # (K, d)
         self.std = torch.as_tensor(realised.eigenvalues, dtype=dtype, device=device).sqrt()  # (K, d)
         self.d = realised.d
+        self._np = (np.cumsum(np.asarray(realised.weights, dtype=float)), np.ascontiguousarray(realised.centroids,
+                    dtype=float), np.sqrt(np.asarray(realised.eigenvalues, dtype=float)))
+        self._np_dtype = np.dtype(str(dtype).replace("torch.", ""))
 
-    def draw(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, shape: tuple, generator):
         """x1 of shape ``shape + (d,)``."""
         n = math.prod(shape)
+        if isinstance(generator, np.random.Generator):
+            from .kernels import mixture_affine
+
+            cum, cents, std = self._np
+            c = np.minimum(np.searchsorted(cum, generator.random(n) * cum[-1], side="right"), len(cum) - 1)
+            z = generator.standard_normal((n, self.d), dtype=self._np_dtype)
+            mixture_affine(z, c, cents, std)  # z <- mu_c + std_c * z, in place
+            return z.reshape(*shape, self.d)
         c = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn((n, self.d), generator=generator, device=self.weights.device, dtype=self.weights.dtype)
         return (self.centroids[c] + self.std[c] * z).reshape(*shape, self.d)
@@ -109,10 +123,21 @@ class OnlineSGD:
 
     def draw(self, m: int, n: int, generator):
         """Data for ``m`` steps of ``n`` replicas: x0 ~ N(0, I_d) of shape (m, n, d), then
-        x1 = target.draw((m, n)); both paths (kernel and torch step) consume the same draws."""
-        x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
+        x1 = target.draw((m, n), generator). A torch.Generator gives tensors, a numpy Generator
+        numpy arrays; both backends take either, so one generator gives one trajectory."""
+        if isinstance(generator, np.random.Generator):
+            x0 = generator.standard_normal((m, n, self.d), dtype=np.dtype(str(self.dtype).replace("torch.", "")))
+        else:
+            x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
         x1 = self.target.draw((m, n), generator)
         return x0, x1
+
+    def default_generator(self, seed: int, torch_generator=None):
+        """The data generator for :meth:`run`: numpy's PCG64 for the CPU kernel (its normals cost
+        a third of torch's float64 ``randn``), else ``torch_generator`` (or a new one) on the device."""
+        if self.backend == "kernel":
+            return np.random.default_rng(seed)
+        return torch_generator if torch_generator is not None else torch.Generator(self.device).manual_seed(seed)
 
     def run(self, w, b, n_steps: int, generator, chunk: int = 256):
         """``n_steps`` steps in place, noise drawn ``chunk`` steps at a time.
@@ -154,13 +179,14 @@ class OnlineSGD:
     def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all):
         from . import kernels
 
+        x0, x1 = (x.numpy() if isinstance(x, torch.Tensor) else x for x in (x0, x1))
         wn, bn = w.numpy(), b.numpy()  # shared memory: w, b updated in place
         if not (wn.flags.c_contiguous and bn.flags.c_contiguous):
             wc, bc = w.contiguous(), b.contiguous()
             failed = self._kernel_chunk(wc, bc, x0, x1, m, skip, stop_all)
             w.copy_(wc), b.copy_(bc)
             return failed
-        args = (np.ascontiguousarray(x0.numpy()), np.ascontiguousarray(x1.numpy()), self._np_times[0],
+        args = (np.ascontiguousarray(x0), np.ascontiguousarray(x1), self._np_times[0],
                 self._np_times[1], self._np_times[2], self.lr, self.weight_decay, self.act_code)
         failed = np.empty(w.shape[0], dtype=np.int64)
         w_start, b_start = (wn.copy(), bn.copy()) if stop_all else (None, None)
@@ -173,6 +199,7 @@ class OnlineSGD:
         return failed
 
     def _torch_chunk(self, w, b, x0, x1, m, skip, stop_all):
+        x0, x1 = (torch.from_numpy(x).to(w.device) if isinstance(x, np.ndarray) else x for x in (x0, x1))
         n = w.shape[0]
         failed = np.full(n, -1, dtype=np.int64)
         frozen = torch.as_tensor(skip, device=w.device)
