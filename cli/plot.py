@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 
 import hdae
-from hdae.results import check_writable
 
 from . import options as o
 
@@ -30,6 +29,8 @@ def command(file, against, output, what, force):
       hdae plot theory.h5 --against sim.h5 --what training -o training.png
     """
     from hdae import plotting
+
+    from hdae.results import check_writable
 
     check_writable(output, force)
     main = hdae.read(file)

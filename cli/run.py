@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 
-from hdae import pipeline
 
 from . import options as o
 
@@ -32,6 +31,8 @@ def command(problem_file, example, overrides, out_dir, d, replicas, device, seed
       hdae run --example fig1 -o out/fig1
     """
     problem = o.load(problem_file, example, overrides, d, seed)
+    from hdae import pipeline
+
     outputs = pipeline.run(problem, out_dir, replicas=replicas, device=device, force=force,
                            progress=None if not quiet else False)
     click.echo(outputs.report())

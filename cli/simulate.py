@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import click
 
-from hdae.simulation import simulate
-from hdae.results import check_writable
-
 from . import options as o
 
 
@@ -38,6 +35,9 @@ def command(problem_file, example, overrides, output, d, replicas, device, seed,
       hdae simulate my.toml --d 4000 --replicas 8 --device cuda -o sim.h5
       hdae simulate --example fig2 --set train.lr=0.1 --no-sample -o sim.h5
     """
+    from hdae.results import check_writable
+    from hdae.simulation import simulate
+
     check_writable(output, force)
     problem = o.load(problem_file, example, overrides, d, seed)
     result = simulate(problem, replicas=replicas, device=device, progress=None if not quiet else False,

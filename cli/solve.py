@@ -6,8 +6,6 @@ from pathlib import Path
 import click
 
 import hdae
-from hdae.theory import solve
-from hdae.results import check_writable
 
 from . import options as o
 
@@ -42,6 +40,9 @@ def command(problem_file, example, overrides, output, init_from, d, seed, no_sam
       hdae solve --init-from sim.h5 -o theory.h5
       hdae solve my.toml --set theory.init=limit --set theory.dt=0.02 -o theory.h5
     """
+    from hdae.results import check_writable
+    from hdae.theory import solve
+
     check_writable(output, force)
     if init_from is not None and d is not None:
         raise click.UsageError("--d conflicts with --init-from: the simulation file fixes d")
