@@ -24,6 +24,20 @@ quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bar (it on
 seed = click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the problem's seed.")
 dimension = click.option("--d", "d", type=click.IntRange(min=2), default=None,
                          help="Ambient dimension (overrides target.d).")
+
+
+def _set_threads(ctx, param, value):
+    if not ctx.resilient_parsing:
+        from hdae.parallel import set_threads
+
+        set_threads(value)
+    return value
+
+
+threads = click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False,
+                       callback=_set_threads,
+                       help="CPU threads for numba and torch (default: the cores free now, i.e. the cores this "
+                            "process may use minus the 1-minute load average, at least 1).")
 no_sample = click.option("--no-sample", is_flag=True, help="Skip the generative sampling (training only).")
 
 

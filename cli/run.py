@@ -20,6 +20,7 @@ from . import options as o
               help="Independent simulation runs (the theory follows each one from its own w_0).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @o.seed
+@o.threads
 @o.force
 @o.quiet
 @o.user_errors

@@ -17,6 +17,7 @@ from . import options as o
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when torch sees a GPU, else CPU.")
 @o.seed
+@o.threads
 @o.no_sample
 @o.force
 @o.quiet

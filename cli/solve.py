@@ -20,6 +20,7 @@ from . import options as o
                    "report at its checkpoints. Without PROBLEM_FILE/--example, its stored problem is used.")
 @o.dimension
 @o.seed
+@o.threads
 @o.no_sample
 @o.force
 @o.quiet
