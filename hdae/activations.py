@@ -61,9 +61,9 @@ def numpy_pair(name: str):
 
 # ---------------------------------------------------------------- numba
 def __getattr__(name):
-    """``nb_sigma`` and ``nb_dsigma`` (hdae/_activations_nb.py) load numba on first use only, so that
+    """``nb_sigma``, ``nb_dsigma`` and ``nb_sigma_dsigma`` (hdae/_activations_nb.py) load numba on first use only, so that
     commands that never compile anything start fast."""
-    if name in ("nb_sigma", "nb_dsigma"):
+    if name in ("nb_sigma", "nb_dsigma", "nb_sigma_dsigma"):
         from . import _activations_nb
 
         return getattr(_activations_nb, name)
