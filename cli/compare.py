@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 
 import hdae
-from hdae import compare as cmp
 
 from .options import user_errors
 
@@ -29,6 +28,8 @@ def command(theory, simulation, tol):
     Example:
       hdae compare theory.h5 sim.h5 --tol 0.05
     """
+    from hdae import compare as cmp
+
     th, sm = hdae.read(theory), hdae.read(simulation)
     try:
         rows = cmp.compare_generations(th, sm)

@@ -28,6 +28,20 @@ generations = click.option(
     "--generations", "-g", type=click.IntRange(min=1), default=None, metavar="G",
     help="Model collapse: G generations (g = 0..G-1), generation g+1 trained on what generation g generates "
          "(default: generations.count of the problem, 1). Files then hold one group /generation/<g>/ each.")
+
+
+def _set_threads(ctx, param, value):
+    if not ctx.resilient_parsing:
+        from hdae.parallel import set_threads
+
+        set_threads(value)
+    return value
+
+
+threads = click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False,
+                       callback=_set_threads,
+                       help="CPU threads for numba and torch (default: the cores free now, i.e. the cores this "
+                            "process may use minus the 1-minute load average, at least 1).")
 no_sample = click.option("--no-sample", is_flag=True, help="Skip the generative sampling (training only).")
 
 

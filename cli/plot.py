@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 
 import hdae
-from hdae.results import check_writable
 
 from . import options as o
 
@@ -38,6 +37,8 @@ def command(file, against, output, what, generation, force):
       hdae plot collapse_theory.h5 --against collapse.h5 --what collapse -o collapse.png
     """
     from hdae import plotting
+
+    from hdae.results import check_writable
 
     check_writable(output, force)
     main = hdae.read(file)

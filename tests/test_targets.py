@@ -188,15 +188,16 @@ def test_average_eigenvalue_limit():
 
 
 # ----------------------------------------------------------------------------- sampling x1
-def test_mixture_sampler_moments():
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_mixture_sampler_moments(kind):
     p = hdae.load_problem(HETERO, d=40)
     rt = _realised(p)
     sampler = MixtureSampler(rt, torch.device("cpu"), torch.float64)
     n = 40000
-    gen = torch.Generator().manual_seed(11)
+    gen = torch.Generator().manual_seed(11) if kind == "torch" else np.random.default_rng(11)
     x = sampler.draw((n // 4, 4), gen)
     assert x.shape == (n // 4, 4, 40)
-    x = x.reshape(n, 40).numpy()
+    x = np.asarray(x).reshape(n, 40)
     pi, mu, s = rt.weights, rt.centroids, rt.eigenvalues
     mean = pi @ mu
     var = pi @ (s + mu**2) - mean**2

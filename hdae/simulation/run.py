@@ -102,7 +102,9 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     realised = targets.realise(problem.target, problem.observation_basis, d)
     as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     eig, cents, basis = as_t(realised.eigenvalues), as_t(realised.centroids), as_t(realised.basis)
-    generator = torch.Generator(device=dev).manual_seed(seed)
+    generator = torch.Generator(device=dev).manual_seed(seed)  # initial noise of the sampler
+    # training data: a numpy PCG64 on CPU (the SGD kernel's fast draws), the torch generator on CUDA
+    data_rng = np.random.default_rng(seed) if dev.type == "cpu" else generator
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
     weights, means, covs = problem.target.projected(problem.observation_basis)
     common = dict(kind="simulation", config_text=problem.config_text, seed=seed, d=d, replica_axis=True,
@@ -116,8 +118,8 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         w0 = targets.initial_weights(problem.target, problem.init, problem.model.width, d, seed, replicas, g)
         label = f"simulate d={d} x{replicas}" + (f" gen {g}" if n_gen > 1 else "")
         train, samples, w, b, status, message, n_steps = _train_and_sample(
-            problem, data, measure, as_t(w0).clone(), as_t(np.full(replicas, problem.model.skip)).clone(), generator, coeffs,
-            sample, progress, label)
+            problem, data, measure, as_t(w0).clone(), as_t(np.full(replicas, problem.model.skip)).clone(), generator,
+            data_rng, coeffs, sample, progress, label)
         if n_gen > 1 and message:
             message = f"generation {g}: {message}"
         runs.append(Result(**common, train=train, device=describe_device(dev), init_w=w0,
@@ -145,9 +147,10 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     return result
 
 
-def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, progress, label):
-    """One generation: online SGD on ``data`` from (w, b) in place, statistics at the checkpoints,
-    samples at ``sample.thetas``. Returns (train, samples, w, b, status, message, steps done)."""
+def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs, sample, progress, label):
+    """One generation: online SGD on ``data`` (drawn with ``data_rng``) from (w, b) in place,
+    statistics at the checkpoints, samples (with the torch ``generator``) at ``sample.thetas``.
+    Returns (train, samples, w, b, status, message, steps done)."""
     tr = problem.train
     d = w.shape[1]
     replicas = w.shape[0]
@@ -163,7 +166,7 @@ def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, p
     done = 0
     try:
         for target_step in steps:
-            failed = sgd.run(w, b, int(target_step - done), generator, chunk)
+            failed = sgd.run(w, b, int(target_step - done), data_rng, chunk)
             if failed is not None:
                 step = done + failed + 1
                 status = "diverged"
