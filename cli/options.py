@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 import hdae
+from hdae import safety
 from hdae.config import ConfigError
+from hdae.divergence import EXIT_DIVERGED, DivergedError
 
 problem_file = click.argument("problem_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 example = click.option("--example", "-e", metavar="NAME",
@@ -34,22 +38,52 @@ def load(problem_file, example_name, overrides_, d=None, seed_=None):
     return hdae.load_problem(problem_file, example=example_name, overrides=overrides_, d=d, seed=seed_)
 
 
+EXIT_CODES = """\b
+Exit status: 0 success; 1 bad input or a failed check (one line on stderr); 2 bad command
+line; 3 a diverged computation (what was computed before is saved); 130 Ctrl-C, 143 SIGTERM
+(no partial output is left behind)."""
+
+
+def _fail(message: str, code: int):
+    click.echo(f"Error: {message}", err=True)
+    raise SystemExit(code)
+
+
 def user_errors(func):
-    """Turn library errors about the user's input into one-line click errors (exit status 1)."""
+    """Turn library errors about the user's input into one-line click errors (exit status 1), a
+    divergence into exit status 3, Ctrl-C / SIGTERM into one line and exit status 130 / 143
+    (temporary files are removed on the way out: the signals raise inside the computation)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            # non-finite numbers are reported as divergences (hdae.divergence), not as numpy warnings
+            with safety.signals_as_exceptions(), np.errstate(all="ignore"):
+                return func(*args, **kwargs)
         except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise SystemExit(0) from None
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (safety.Interrupted)
+            _interrupted(getattr(err, "signum", signal.SIGINT))
+        except SystemError as err:  # a numba kernel turns the KeyboardInterrupt it was hit by into this
+            if safety.last_signal() is None:
+                raise
+            _interrupted(safety.last_signal())
+        except DivergedError as err:
+            _fail(str(err), EXIT_DIVERGED)
         except (ConfigError, OSError) as err:  # incl. OutputExistsError, FileNotFoundError, ResultFileError
             raise click.ClickException(str(err)) from None
         except RuntimeError as err:  # e.g. --device cuda without a GPU
             raise click.ClickException(str(err)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory: reduce the sizes (d, replicas, sample.n, theory.nodes)") from None
 
     return wrapper
+
+
+def _interrupted(signum):
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    _fail(f"interrupted ({name}); no partial output was left", 128 + int(signum))
 
 
 def finish(result, path, force_, quiet_):

@@ -10,6 +10,7 @@ import torch
 from .. import schedules, targets
 from ..schedules import checkpoint_steps
 from ..config import Problem
+from ..divergence import exploded
 from ..progress import progress_bar
 from ..results import Result, SampleRecord, TrainRecord
 from .sampler import sample_finite_d
@@ -94,6 +95,12 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
             bar.update(int(target_step - done))
             done = int(target_step)
             records.append({k: v.cpu().numpy() for k, v in summary_statistics(w, b, eig, cents, basis).items()})
+            bad = exploded(records[-1], problem.theory.divergence)
+            if bad is not None:  # finite weights, exploding statistics: a divergence all the same
+                if len(records) > 1:
+                    records.pop()
+                status, message = "diverged", f"SGD diverged by step {done} (theta = {2 * tr.lr * done / d:.6g}): {bad}"
+                break
             if done in sample_steps:
                 snapshots[done] = (w.clone(), b.clone())
     finally:
@@ -116,6 +123,9 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
             lat.append(z.cpu().numpy())
         sample_record = SampleRecord(theta=2 * tr.lr * np.array(sorted(snapshots)) / d,
                                      projected=np.stack(proj, 1), Z=np.stack(lat, 1))
+        bad = exploded({"generated samples": sample_record.projected, "Z": sample_record.Z}, problem.theory.divergence)
+        if bad is not None and status == "success":
+            status, message = "diverged", f"the sampler diverged: {bad}"
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     weights, means, covs = problem.target.projected(problem.observation_basis)

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import schedules, targets
 from ..config import ConfigError, Problem
+from ..divergence import exploded
 from ..progress import progress_bar
 from ..results import Result, SampleRecord, TrainRecord, checkpoint_index
 from . import quadrature, transport
@@ -177,6 +178,10 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
     }
     sample_thetas = [th for th in sample_thetas if th <= train.theta[-1] + 1e-12]
     sample_record = generated_density(problem, train, sample_thetas, problem.seed) if sample and sample_thetas else None
+    bad = sample_record and exploded({"generated samples": sample_record.projected, "Z": sample_record.Z,
+                                      "S": sample_record.S}, th.divergence)
+    if bad and status == "success":
+        status, message = "diverged", f"the generative transport diverged: {bad}"
     weights, means, covs = problem.target.projected(problem.observation_basis)
     return Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=train,
                   device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
