@@ -81,3 +81,163 @@ def test_spectrum_piece_without_coordinate_is_refused():
         hdae.load_problem(text)
     assert "\n" not in str(err.value) and "d >= 102" in str(err.value)
     assert hdae.load_problem(text, d=102).target.bulk.values[0, 0] == 30.0
+
+
+# ----------------------------------------------------------------------------- helpers
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--example", "fig2", "--d", "60", "--set", "train.tau=0.1", "--set", "train.checkpoints=3",
+        "--set", "sample.n=100", "--set", "sample.steps=5", "--set", "sample.thetas=[0.1]", "-q"]
+
+
+def _cli(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _one_line(result, code=None):
+    """Non-zero exit (or ``code``), exactly one line on stderr, starting 'Error: ', no traceback."""
+    assert result.exit_code != 0 if code is None else result.exit_code == code, (result.exit_code, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def _leftovers(folder: Path):
+    """Hidden temporary files or staged folders left in ``folder``."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith("."))
+
+
+def _subprocess(*args, code=None, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, *args], cwd=kw.pop("cwd", ROOT), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+# ----------------------------------------------------------------------------- 2. divergence
+def test_exploding_sgd_is_a_divergence():
+    """fig1 at lr = 50 (the issue's case): weights stay finite for a while but Q explodes; never 'success'."""
+    from hdae.simulation import simulate
+
+    problem = hdae.load_problem(example="fig1", d=200, overrides=["train.lr=50", "sample.thetas=[]"])
+    sim = simulate(problem, sample=False)
+    assert sim.status == "diverged" and "SGD diverged" in sim.message, sim.message
+    assert np.all(np.isfinite(sim.train.Q)) and np.abs(sim.train.Q).max() <= problem.theory.divergence
+
+
+@pytest.mark.parametrize("command", ["simulate", "solve"])
+def test_exploding_sampler_is_a_divergence_in_both_branches(tmp_path, command):
+    """eps = 1e3: the Euler-Maruyama sampler blows up (samples ~1e100): exit 3, status diverged."""
+    out = tmp_path / "r.h5"
+    r = _cli(command, *TINY, "--set", "sample.eps=1e3", "-o", out)
+    line = _one_line(r, 3)
+    assert "diverged" in line and "generated samples" in line
+    res = hdae.read(out)
+    assert res.status == "diverged" and not res.ok
+
+
+def test_run_exits_3_on_divergence(tmp_path):
+    r = _cli("run", "--example", "fig1", "--d", "200", "--set", "sample.n=200", "--set", "sample.steps=5",
+             "--set", "train.lr=50", "-q", "-o", tmp_path / "run")
+    assert "diverged" in _one_line(r, 3)
+    assert hdae.read(tmp_path / "run" / "simulation.h5").status == "diverged"
+    assert not (tmp_path / "run" / "comparison.txt").exists()
+
+
+# ----------------------------------------------------------------------------- 5-8. files
+def test_interrupted_run_force_leaves_the_old_folder_whole(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert _cli("run", *TINY, "-o", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"simulation.h5", "theory.h5", "comparison.txt", "densities.png", "training.png"}
+
+    def interrupt(*a, **k):  # after simulation.h5 and theory.h5 of the new run were written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hdae.compare, "compare_training", interrupt)
+    r = _cli("run", *TINY, "--seed", "9", "--force", "-o", out)
+    assert "interrupted" in _one_line(r, 130)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _leftovers(tmp_path) == []
+
+
+def test_run_force_replaces_the_folder_as_a_whole_but_never_foreign_files(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "training.png").write_bytes(b"old")
+    (out / "stale.txt").write_text("mine")
+    assert "stale.txt" in _one_line(_cli("run", *TINY, "--force", "-o", out))
+    (out / "stale.txt").unlink()
+    assert "refusing to overwrite" in _one_line(_cli("run", *TINY, "-o", out))
+    assert _cli("run", *TINY, "--force", "-o", out).exit_code == 0
+    assert (out / "training.png").read_bytes()[:4] == b"\x89PNG" and (out / "simulation.h5").is_file()
+    assert _leftovers(tmp_path) == []
+
+
+def test_interrupted_plot_keeps_the_old_figure(tmp_path, monkeypatch):
+    sim, fig = tmp_path / "s.h5", tmp_path / "f.png"
+    assert _cli("simulate", *TINY, "--no-sample", "-o", sim).exit_code == 0
+    assert _cli("plot", sim, "-o", fig).exit_code == 0
+    old = fig.read_bytes()
+    from matplotlib.figure import Figure
+
+    def half_then_interrupt(self, fname, **kw):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", half_then_interrupt)
+    _one_line(_cli("plot", sim, "--force", "-o", fig), 130)
+    assert fig.read_bytes() == old and _leftovers(tmp_path) == []
+
+
+def test_sigterm_while_writing_removes_the_temporary_file(tmp_path):
+    """A real process gets SIGTERM inside the HDF5 write: one line, exit 143, no hidden file."""
+    script = (
+        "import os, signal, sys\n"
+        "from hdae import results\n"
+        "fill = results.Result._fill\n"
+        "def killed(self, f):\n"
+        "    fill(self, f)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "results.Result._fill = killed\n"
+        "from cli.main import cli\n"
+        "cli(sys.argv[1:])\n")
+    p = _subprocess("-c", script, "simulate", *TINY, "--no-sample", "-o", str(tmp_path / "s.h5"))
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 143, err
+    assert err.strip().count("\n") == 0 and err.startswith("Error: interrupted (SIGTERM)") and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["simulate", "solve", "plot", "run"])
+def test_unwritable_output_is_refused_before_computing(tmp_path, monkeypatch, command):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    import hdae.pipeline
+    import hdae.simulation.run
+    import cli.simulate
+    import cli.solve
+
+    def no(*a, **k):
+        raise AssertionError("computed before checking the output path")
+
+    for mod, name in [(cli.simulate, "simulate"), (cli.solve, "solve"), (hdae.pipeline, "_run_in"),
+                      (hdae.plotting if hasattr(hdae, "plotting") else __import__("hdae.plotting").plotting, "plot_file")]:
+        monkeypatch.setattr(mod, name, no)
+    if command == "plot":
+        sim = tmp_path / "s.h5"
+        hdae.Result(kind="simulation", config_text=hdae.load_problem(example="fig2").config_text, seed=0, d=5,
+                    train=hdae.results.TrainRecord(np.zeros(1), *(np.zeros((1, 1, 2, 2)),) * 5)).write(sim)
+        args = ["plot", sim, "-o", blocker / "f.png"]
+    else:
+        args = [command, *TINY, "-o", blocker / ("out" if command == "run" else "out.h5")]
+    assert "a_file" in _one_line(_cli(*args))
