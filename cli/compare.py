@@ -4,20 +4,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 import hdae
 from hdae import compare as cmp
 
-from .options import user_errors
+from .options import EXIT_CODES, _fail, user_errors
+from hdae.divergence import EXIT_DIVERGED
 
 
-@click.command("compare")
+def _finite_tol(ctx, param, value):
+    if value is not None and not (np.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"must be a finite number >= 0, got {value}")
+    return value
+
+
+@click.command("compare", epilog=EXIT_CODES)
 @click.argument("theory", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("simulation", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tol", type=float, default=None,
-              help="Exit with status 1 when a statistic's max deviation exceeds TOL times its scale.")
+@click.option("--tol", type=float, default=None, callback=_finite_tol,
+              help="Exit with status 1 when a statistic's max deviation exceeds TOL times its scale "
+                   "(or any deviation is not finite).")
+@click.option("--allow-mismatch", is_flag=True,
+              help="Compare even when the stored problems differ in what defines the problem (target, model, "
+                   "init, observation, lr, weight decay, times, schedule, seed, sampler).")
 @user_errors
-def command(theory, simulation, tol):
+def command(theory, simulation, tol, allow_mismatch):
     """Theory against simulation: per statistic, the max deviation over the common checkpoints,
     the statistic's scale (max |simulation|), the simulation's replica spread, and the deviation
     of the replica means; then, per sampled training time, the generated samples' moments and
@@ -29,17 +41,24 @@ def command(theory, simulation, tol):
     """
     th, sm = hdae.read(theory), hdae.read(simulation)
     try:
+        cmp.check_comparable(th, sm, allow_mismatch)
         rows = cmp.compare_training(th, sm)
+        samples = cmp.compare_samples(th, sm) if th.sample is not None and sm.sample is not None else []
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"training: {len(cmp.common_checkpoints(th.train.theta, sm.train.theta)[0])} common checkpoints, "
                f"theta up to {min(th.train.theta[-1], sm.train.theta[-1]):.4g}; simulation d = {sm.d}, "
                f"{sm.n_replicas} replica(s)")
     click.echo(cmp.format_training(rows))
-    if th.sample is not None and sm.sample is not None:
+    if samples:
         click.echo("\ngenerated samples (projections on the observation space):")
-        click.echo(cmp.format_samples(cmp.compare_samples(th, sm)))
+        click.echo(cmp.format_samples(samples))
+    diverged = [f"{path} {r.status} ({r.message})" for path, r in ((theory, th), (simulation, sm)) if not r.ok]
+    if diverged:  # a table of a diverged run is no success
+        _fail(diverged[0], EXIT_DIVERGED)
     if tol is not None:
-        bad = [r.name for r in rows if r.scale > 0 and r.relative > tol]
+        bad = [r.name for r in rows if not (np.isfinite(r.max_dev) and np.isfinite(r.scale))
+               or (r.scale > 0 and r.relative > tol)]
         if bad:
-            raise click.ClickException(f"deviation above tol = {tol:g} of scale for: {', '.join(bad)}")
+            raise click.ClickException(f"deviation above tol = {tol:g} of scale (or not finite) for: {', '.join(bad)}")
+

@@ -19,9 +19,37 @@ import click
 import hdae
 
 from . import compare, examples, info, plot, run, simulate, solve
+from .options import EXIT_CODES
 
 
-@click.group(help=__doc__)
+class _OneLineUsageError(click.ClickException):
+    """A usage error shown as one line (click's default adds the usage and a hint: three lines)."""
+
+    exit_code = 2
+
+
+def _one_line_usage(error: click.UsageError) -> _OneLineUsageError:
+    cmd = error.ctx.command_path if error.ctx is not None else "hdae"
+    return _OneLineUsageError(f"{error.format_message().rstrip('.')} (see '{cmd} --help')")
+
+
+class _Group(click.Group):
+    """The hdae group: every error, usage errors included, is one line on stderr."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            raise _one_line_usage(err) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            raise _one_line_usage(err) from None
+
+
+@click.group(cls=_Group, help=__doc__, epilog=EXIT_CODES)
 @click.version_option(hdae.__version__, prog_name="hdae")
 def cli():
     pass

@@ -10,7 +10,7 @@ from hdae import pipeline
 from . import options as o
 
 
-@click.command("run")
+@click.command("run", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides

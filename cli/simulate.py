@@ -9,7 +9,7 @@ from hdae.results import check_writable
 from . import options as o
 
 
-@click.command("simulate")
+@click.command("simulate", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides

@@ -12,7 +12,7 @@ from hdae.results import check_writable
 from . import options as o
 
 
-@click.command("solve")
+@click.command("solve", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides

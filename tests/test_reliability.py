@@ -241,3 +241,63 @@ def test_unwritable_output_is_refused_before_computing(tmp_path, monkeypatch, co
     else:
         args = [command, *TINY, "-o", blocker / ("out" if command == "run" else "out.h5")]
     assert "a_file" in _one_line(_cli(*args))
+
+
+# ----------------------------------------------------------------------------- 3. compare
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Simulations of TINY (as given, other lr, other seed, other target) and theories of two of them."""
+    folder = tmp_path_factory.mktemp("compare")
+    f = {name: folder / f"{name}.h5" for name in ("sim", "th", "sim_lr", "th_lr", "sim_seed", "sim_target")}
+    variants = {"sim": [], "sim_lr": ["--set", "train.lr=0.3"], "sim_seed": ["--seed", "9"],
+                "sim_target": ["--set", "target.centroids=[[2.0, 0.0], [0.0, -3.0], [-3.0, 0.0]]"]}
+    for name, extra in variants.items():
+        assert _cli("simulate", *TINY, *extra, "-o", f[name]).exit_code == 0
+    assert _cli("solve", "--init-from", f["sim"], "-q", "-o", f["th"]).exit_code == 0
+    assert _cli("solve", "--init-from", f["sim_lr"], "-q", "-o", f["th_lr"]).exit_code == 0
+    return f
+
+
+def test_compare_accepts_the_same_problem(pair):
+    r = _cli("compare", pair["th"], pair["sim"], "--tol", "0.5")
+    assert r.exit_code == 0, r.stderr
+    assert "statistic" in r.stdout and r.stderr == ""
+
+
+@pytest.mark.parametrize("sim, key", [("sim_lr", "train.lr (0.2 vs 0.3)"), ("sim_seed", "seed (2 vs 9)"),
+                                      ("sim_target", "target.centroids")])
+def test_compare_refuses_different_problems(pair, sim, key):
+    line = _one_line(_cli("compare", pair["th"], pair[sim]))
+    assert "different problems" in line and key in line and "--allow-mismatch" in line
+    r = _cli("compare", pair["th"], pair[sim], "--allow-mismatch")
+    assert r.exit_code == 0 and "statistic" in r.stdout
+
+
+def test_compare_refuses_swapped_and_same_kind_arguments(pair):
+    assert "swapped" in _one_line(_cli("compare", pair["sim"], pair["th"]))
+    assert "got a theory and a theory file" in _one_line(_cli("compare", pair["th"], pair["th_lr"]))
+    assert "got a simulation and a simulation file" in _one_line(_cli("compare", pair["sim"], pair["sim"]))
+
+
+@pytest.mark.parametrize("tol", ["nan", "inf", "-0.1"])
+def test_compare_tol_must_be_finite(pair, tol):
+    assert "--tol" in _one_line(_cli("compare", pair["th"], pair["sim"], "--tol", tol), 2)
+
+
+def test_compare_tol_fails_on_non_finite_and_on_diverged_files(pair, tmp_path):
+    th = hdae.read(pair["th"])
+    th.train.Q[..., -1, 0, 0] = np.nan
+    bad = th.write(tmp_path / "nan.h5")
+    assert "Q" in _one_line(_cli("compare", bad, pair["sim"], "--tol", "10"), 1)
+    th = hdae.read(pair["th"])
+    th.status, th.message = "diverged", "ODE diverged at theta = 0.05"
+    div = th.write(tmp_path / "div.h5")
+    assert "diverged" in _one_line(_cli("compare", div, pair["sim"], "--tol", "10"), 3)
+    assert "diverged" in _one_line(_cli("compare", div, pair["sim"]), 3)
+
+
+def test_compare_theory_in_the_limit_may_differ_in_d_and_seed(pair, tmp_path):
+    lim = tmp_path / "lim.h5"
+    assert _cli("solve", *TINY, "--d", "500", "--seed", "4", "--set", "theory.init=limit", "-o", lim).exit_code == 0
+    assert _cli("compare", lim, pair["sim"]).exit_code == 0
+    assert "train.lr" in _one_line(_cli("compare", lim, pair["sim_lr"]))
