@@ -290,6 +290,25 @@ def _check_increasing(key, values, tau, allow_empty=False):
         raise ConfigError(key, f"values must lie in [0, train.tau = {tau!r}], got {values[-1]!r}")
 
 
+def _check_distinct_steps(checkpoints, sample_thetas, d: int, lr: float):
+    """Refuse training times that the finite-d SGD cannot tell apart.
+
+    SGD reaches theta only at whole steps mu (theta = 2 eta mu/d): every asked theta is reported
+    at its nearest step (moved by at most eta/d, and the files store the theta reached). Two
+    asked thetas on the same step would silently merge into one checkpoint or one sampled time."""
+    step = 2 * lr / d
+    for key, values in (("sample.thetas", sample_thetas), ("train.checkpoints", checkpoints)):
+        values = np.asarray(values, dtype=float)
+        mu = np.rint(values / step)
+        apart = np.diff(values) > 1e-9 * np.maximum(1.0, np.abs(values[1:]))  # not the same theta written twice
+        same = np.flatnonzero((np.diff(mu) == 0) & apart)
+        if len(same):
+            a, b = values[same[0]], values[same[0] + 1]
+            raise ConfigError(key, f"thetas {a:.6g} and {b:.6g} fall on the same SGD step {int(mu[same[0]])} "
+                                   f"(theta {mu[same[0]] * step:.6g}; one step is 2 eta/d = {step:.4g} at eta = "
+                                   f"{lr:g}, d = {d}): ask for fewer, or use a larger d or a smaller train.lr")
+
+
 def build_problem(cfg: dict) -> Problem:
     """Resolve ``cfg`` and build the typed :class:`Problem` (loads data for ``mnist`` targets)."""
     from . import targets
@@ -330,6 +349,8 @@ def build_problem(cfg: dict) -> Problem:
     sm = cfg["sample"]
     sample_thetas = np.array(sm["thetas"], dtype=float)
     ckpts = np.unique(np.concatenate([[0.0, tau], ckpts, sample_thetas]))
+    if cfg["theory"]["init"] != "limit":  # the limit theory reports at the exact thetas
+        _check_distinct_steps(ckpts, sample_thetas, target.d, tr["lr"])
     train = TrainSpec(lr=tr["lr"], weight_decay=tr["weight_decay"], times=times, time_weights=tw,
                       interpolant=schedules.Interpolant(tr["schedule"]), tau=tau, checkpoints=ckpts)
     sample = SampleSpec(n=sm["n"], grid=schedules.sampling_grid(sm["steps"], sm["t_end"]),

@@ -301,3 +301,25 @@ def test_compare_theory_in_the_limit_may_differ_in_d_and_seed(pair, tmp_path):
     assert _cli("solve", *TINY, "--d", "500", "--seed", "4", "--set", "theory.init=limit", "-o", lim).exit_code == 0
     assert _cli("compare", lim, pair["sim"]).exit_code == 0
     assert "train.lr" in _one_line(_cli("compare", lim, pair["sim_lr"]))
+
+
+# ----------------------------------------------------------------------------- 4. checkpoints on SGD steps
+def test_two_checkpoints_on_one_sgd_step_are_refused(small_problem):
+    """One SGD step is 2 eta/d = 0.002 in theta here: 0 and 0.0009 both fall on step 0."""
+    with pytest.raises(ConfigError, match=r"train\.checkpoints: thetas 0 and 0.0009 fall on the same SGD step 0"):
+        small_problem.with_overrides("train.checkpoints=[0.0, 0.0009, 0.5]")
+    # the issue's case: lr = 16 at d = 1000 (a step is 0.032) with checkpoints every 0.0125
+    with pytest.raises(ConfigError, match=r"one step is 2 eta/d = 0\.032"):
+        hdae.load_problem(example="fig1", overrides=["train.lr=16", "train.tau=0.5", "train.checkpoints=41",
+                                                     "sample.thetas=[0.5]"])
+    with pytest.raises(ConfigError, match=r"sample\.thetas: thetas 0\.4 and 0\.404"):
+        small_problem.with_overrides("train.lr=3.0", "sample.thetas=[0.4, 0.404]", "train.checkpoints=2")
+    # the d -> infinity theory reports at the thetas asked: nothing merges
+    small_problem.with_overrides("train.checkpoints=[0.0, 0.0009, 0.5]", "theory.init='limit'")
+    # distinct steps: every reported theta is within half a step of the one asked, none merged
+    from hdae.simulation import simulate
+
+    p = small_problem.with_overrides("train.lr=3.0", "train.checkpoints=[0.0, 0.05, 0.09, 0.5]", "sample.thetas=[]")
+    sim = simulate(p, sample=False)
+    np.testing.assert_allclose(sim.train.theta, [0.0, 0.06, 0.09, 0.51], atol=1e-12)
+    assert len(sim.train.theta) == len(p.train.checkpoints)
