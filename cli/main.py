@@ -14,12 +14,31 @@ Every command reads one problem description (a TOML file or --example NAME, with
 """
 from __future__ import annotations
 
-import click
+import signal as _signal
+import sys as _sys
 
-import hdae
+# Ctrl-C / SIGTERM while torch, numba and scipy load (seconds on a busy machine) would raise inside
+# their imports (a traceback, or a C++ abort): hold the signal until the imports are done.
+_held: list[int] = []
+try:
+    _previous = {s: _signal.signal(s, lambda signum, frame: _held.append(signum))
+                 for s in (_signal.SIGINT, _signal.SIGTERM)}
+except ValueError:  # imported outside the main thread
+    _previous = {}
+try:
+    import click
 
-from . import compare, examples, info, plot, run, simulate, solve
-from .options import EXIT_CODES
+    import hdae
+
+    from . import compare, examples, info, plot, run, simulate, solve
+    from .options import EXIT_CODES
+finally:
+    for _s, _h in _previous.items():
+        _signal.signal(_s, _h)
+if _held:
+    _name = "Ctrl-C" if _held[0] == _signal.SIGINT else _signal.Signals(_held[0]).name
+    _sys.stderr.write(f"Error: interrupted ({_name}); no partial output was left\n")
+    raise SystemExit(128 + int(_held[0]))
 
 
 class _OneLineUsageError(click.ClickException):

@@ -25,7 +25,7 @@ output = click.option("--output", "-o", required=True, type=click.Path(dir_okay=
                       help="The HDF5 file to write (written atomically).")
 force = click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bar (it only shows on a terminal anyway).")
-seed = click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the problem's seed.")
+seed = click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=None, help="Override the problem's seed (0 .. 2^63 - 1).")
 dimension = click.option("--d", "d", type=click.IntRange(min=2), default=None,
                          help="Ambient dimension (overrides target.d).")
 no_sample = click.option("--no-sample", is_flag=True, help="Skip the generative sampling (training only).")
@@ -35,6 +35,8 @@ def load(problem_file, example_name, overrides_, d=None, seed_=None):
     """The Problem from the shared problem options (default: the default example)."""
     if problem_file is None and example_name is None:
         example_name = hdae.config.DEFAULT_EXAMPLE
+        click.echo(f"note: no PROBLEM_FILE or --example given: using the built-in example {example_name!r} "
+                   f"(`hdae examples {example_name}` prints it)", err=True)
     return hdae.load_problem(problem_file, example=example_name, overrides=overrides_, d=d, seed=seed_)
 
 
@@ -77,8 +79,22 @@ def user_errors(func):
             raise click.ClickException(str(err)) from None
         except MemoryError:
             raise click.ClickException("out of memory: reduce the sizes (d, replicas, sample.n, theory.nodes)") from None
+        except ValueError as err:  # the library's checks of values (one line each)
+            raise click.ClickException(_first_line(err)) from None
+        except (click.ClickException, SystemExit, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:  # a bug: still one line, the traceback on request
+            if os.environ.get("HDAE_DEBUG"):
+                raise
+            raise click.ClickException(f"internal error, please report it: {type(err).__name__}: "
+                                       f"{_first_line(err)} (HDAE_DEBUG=1 shows the traceback)") from None
 
     return wrapper
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _interrupted(signum):

@@ -37,3 +37,14 @@ def exploded(arrays: dict, bound: float) -> str | None:
         if peak > bound:
             return f"{name} reached {peak:.3g} (beyond theory.divergence = {bound:g})"
     return None
+
+
+def check_initial(arrays: dict, bound: float) -> None:
+    """Refuse (ConfigError, exit 1) a problem whose statistics are out of range before any training:
+    that is the input's doing (centroids, eigenvalues, init scales far too large), not a divergence."""
+    from .validate import ConfigError
+
+    bad = exploded(arrays, bound)
+    if bad is not None:
+        raise ConfigError("target", f"the initial statistics are already out of range ({bad}): the problem's "
+                                    "scales (centroids, eigenvalues, init.scale, init.warm_norm) are far too large")

@@ -128,7 +128,8 @@ def test_exploding_sgd_is_a_divergence():
     """fig1 at lr = 50 (the issue's case): weights stay finite for a while but Q explodes; never 'success'."""
     from hdae.simulation import simulate
 
-    problem = hdae.load_problem(example="fig1", d=200, overrides=["train.lr=50", "sample.thetas=[]"])
+    problem = hdae.load_problem(example="fig1", d=200, overrides=["train.lr=50", "sample.thetas=[]",
+                                                                   "train.checkpoints=7"])
     sim = simulate(problem, sample=False)
     assert sim.status == "diverged" and "SGD diverged" in sim.message, sim.message
     assert np.all(np.isfinite(sim.train.Q)) and np.abs(sim.train.Q).max() <= problem.theory.divergence
@@ -147,7 +148,8 @@ def test_exploding_sampler_is_a_divergence_in_both_branches(tmp_path, command):
 
 def test_run_exits_3_on_divergence(tmp_path):
     r = _cli("run", "--example", "fig1", "--d", "200", "--set", "sample.n=200", "--set", "sample.steps=5",
-             "--set", "train.lr=50", "-q", "-o", tmp_path / "run")
+             "--set", "train.lr=50", "--set", "train.checkpoints=7", "--set", "sample.thetas=[0.0, 3.0]", "-q",
+             "-o", tmp_path / "run")
     assert "diverged" in _one_line(r, 3)
     assert hdae.read(tmp_path / "run" / "simulation.h5").status == "diverged"
     assert not (tmp_path / "run" / "comparison.txt").exists()
@@ -323,3 +325,100 @@ def test_two_checkpoints_on_one_sgd_step_are_refused(small_problem):
     sim = simulate(p, sample=False)
     np.testing.assert_allclose(sim.train.theta, [0.0, 0.06, 0.09, 0.51], atol=1e-12)
     assert len(sim.train.theta) == len(p.train.checkpoints)
+
+
+# ----------------------------------------------------------------------------- tracebacks -> one line
+def test_binary_problem_file_is_one_line(tmp_path):
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(b"seed = 1\n\xff\xfe\x00\x01binary")
+    with pytest.raises(ConfigError, match="not a text"):
+        hdae.load_problem(bad)
+    assert "bin.toml" in _one_line(_cli("simulate", bad, "-o", tmp_path / "s.h5"))
+
+
+def test_seeds_beyond_int64_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"seed: must be <= 9223372036854775807"):
+        hdae.load_problem(example="fig2", overrides=["seed=9223372036854775808"])
+    assert "--seed" in _one_line(_cli("solve", *TINY, "--seed", 2**63, "-o", tmp_path / "t.h5"), 2)
+    # the largest seed works end to end, through the HDF5 write
+    assert _cli("solve", *TINY, "--seed", 2**63 - 1, "--no-sample", "-o", tmp_path / "t.h5").exit_code == 0
+    assert hdae.read(tmp_path / "t.h5").seed == 2**63 - 1
+
+
+def test_absurd_sizes_are_refused_with_a_memory_estimate(tmp_path):
+    line = _one_line(_cli("simulate", *TINY, "-r", 100000000, "-o", tmp_path / "s.h5"))
+    assert "replicas = 100000000" in line and "GiB" in line
+    assert "theory.nodes: must be <= 4194304" in _one_line(_cli("solve", *TINY, "--set", "theory.nodes=100000000",
+                                                                "-o", tmp_path / "t.h5"))
+    assert "GiB" in _one_line(_cli("run", *TINY, "--d", 10**9, "-o", tmp_path / "run"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_sample_is_refused_before_anything_is_written(tmp_path):
+    assert "sample.n: must be >= 2" in _one_line(_cli("run", *TINY, "--set", "sample.n=1", "-o", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_initial_overflow_blames_the_input_not_the_learning_rate(tmp_path):
+    for command in ("simulate", "solve"):
+        line = _one_line(_cli(command, *TINY, "--set", "target.centroids=[[1e300, 0.0], [0.0, 1.0], [1.0, 1.0]]",
+                              "-o", tmp_path / "x.h5"), 1)
+        assert "far too large" in line and "eta =" not in line and "train.lr" not in line
+
+
+def test_ctrl_c_during_solve_is_one_line_and_exit_130(tmp_path):
+    """A real SIGINT inside the numba kernels (which turn it into a SystemError)."""
+    marker, out = tmp_path / "started", tmp_path / "t.h5"
+    script = (
+        "import sys, pathlib\n"
+        "from hdae.theory import ode\n"
+        "integrate = ode.integrate\n"
+        "def marked(*a, **k):\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        "    return integrate(*a, **k)\n"
+        "import hdae.theory.solve; s = sys.modules['hdae.theory.solve']\n"
+        "s.integrate = marked\n"
+        "from cli.main import cli\n"
+        "cli(sys.argv[1:])\n")
+    p = _subprocess("-c", script, "solve", "--example", "fig1", "--d", "200", "--set", "theory.dt=0.0005",
+                    "--no-sample", "-o", str(out))
+    import time
+
+    for _ in range(1200):
+        if marker.exists() or p.poll() is not None:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert err.strip() == "Error: interrupted (Ctrl-C); no partial output was left"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["started"]
+
+
+# ----------------------------------------------------------------------------- smaller
+def test_default_problem_is_named(tmp_path, monkeypatch):
+    import cli.solve
+
+    monkeypatch.setattr(cli.solve, "solve", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    r = _cli("solve", "-o", tmp_path / "t.h5")
+    assert "using the built-in example 'fig1'" in r.stderr.splitlines()[0] and r.exit_code == 130
+
+
+def test_info_config_is_a_valid_problem_file(pair, tmp_path):
+    r = _cli("info", pair["sim"], "--config")
+    assert r.exit_code == 0
+    text = r.stdout
+    assert text.startswith("# ") and "# " + "  not in the problem: replicas = 1" in text
+    problem = hdae.load_problem(text)
+    assert problem.config == hdae.read(pair["sim"]).problem.config
+    (tmp_path / "p.toml").write_text(text)
+    assert hdae.load_problem(tmp_path / "p.toml").d == 60
+
+
+def test_exit_codes_are_documented():
+    for args in ([], ["simulate"], ["solve"], ["run"], ["compare"]):
+        out = _cli(*args, "--help").stdout
+        assert "3 a diverged computation" in " ".join(out.split()) and "130 Ctrl-C" in out
+    readme = (ROOT / "README.md").read_text()
+    assert "Exit status" in readme and "130" in readme

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import torch
 
-from .. import schedules, targets
+from .. import limits, schedules, targets
 from ..schedules import checkpoint_steps
 from ..config import Problem
-from ..divergence import exploded
+from ..divergence import check_initial, exploded
 from ..progress import progress_bar
 from ..results import Result, SampleRecord, TrainRecord
 from .sampler import sample_finite_d
@@ -59,6 +59,8 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         problem = problem.with_overrides(**overrides)
     if replicas < 1:
         raise ValueError("replicas must be >= 1")
+    limits.check_memory(limits.simulation_bytes(problem, replicas), "this simulation",
+                        f"d = {problem.d}, replicas = {replicas}, sample.n = {problem.sample.n}")
     d, seed = problem.d, problem.seed
     dev = resolve_device(device)
     dtype = getattr(torch, problem.simulation.dtype)
@@ -95,6 +97,8 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
             bar.update(int(target_step - done))
             done = int(target_step)
             records.append({k: v.cpu().numpy() for k, v in summary_statistics(w, b, eig, cents, basis).items()})
+            if done == 0:  # out of range before any step: the input's scales, not a divergence
+                check_initial(records[-1], problem.theory.divergence)
             bad = exploded(records[-1], problem.theory.divergence)
             if bad is not None:  # finite weights, exploding statistics: a divergence all the same
                 if len(records) > 1:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import schedules, targets
+from .. import limits, schedules, targets
 from ..config import ConfigError, Problem
-from ..divergence import exploded
+from ..divergence import check_initial, exploded
 from ..progress import progress_bar
 from ..results import Result, SampleRecord, TrainRecord, checkpoint_index
 from . import quadrature, transport
@@ -145,10 +145,14 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
 
     r, T = problem.model.width, len(tr.times)
     nodes = quadrature.choose(TrainingSetup.integration_dim(r, T), problem.model.activation, th.quadrature, th.nodes)
+    limits.check_memory(limits.theory_bytes(problem, len(states), len(nodes.weights), nodes.dim), "this theory",
+                        f"{len(nodes.weights)} quadrature nodes, {len(states)} trajectories, sample.n = {problem.sample.n}")
     setup = TrainingSetup(reduced=reduced, activation=problem.model.activation, alphas=tr.interpolant.alpha(tr.times),
                           betas=tr.interpolant.beta(tr.times), omegas=tr.time_weights, lr=tr.lr,
                           weight_decay=tr.weight_decay, nodes=nodes)
 
+    for st in states:  # out of range before any step: the input's scales, not a divergence
+        check_initial({"q": st.q, "m": st.m, "g": st.g, "b": st.b}, th.divergence)
     n_rep = len(states)
     bar = progress_bar(n_rep * (len(t_out) - 1), f"solve x{n_rep}", progress)
     trajectories, status, message, n_rhs = [], "success", "", 0
@@ -179,7 +183,7 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
     sample_thetas = [th for th in sample_thetas if th <= train.theta[-1] + 1e-12]
     sample_record = generated_density(problem, train, sample_thetas, problem.seed) if sample and sample_thetas else None
     bad = sample_record and exploded({"generated samples": sample_record.projected, "Z": sample_record.Z,
-                                      "S": sample_record.S}, th.divergence)
+                                      "S": sample_record.S}, problem.theory.divergence)
     if bad and status == "success":
         status, message = "diverged", f"the generative transport diverged: {bad}"
     weights, means, covs = problem.target.projected(problem.observation_basis)
