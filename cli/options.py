@@ -33,11 +33,14 @@ no_sample = click.option("--no-sample", is_flag=True, help="Skip the generative 
 
 def load(problem_file, example_name, overrides_, d=None, seed_=None):
     """The Problem from the shared problem options (default: the default example)."""
-    if problem_file is None and example_name is None:
+    default = problem_file is None and example_name is None
+    if default:
         example_name = hdae.config.DEFAULT_EXAMPLE
+    problem = hdae.load_problem(problem_file, example=example_name, overrides=overrides_, d=d, seed=seed_)
+    if default:
         click.echo(f"note: no PROBLEM_FILE or --example given: using the built-in example {example_name!r} "
-                   f"(`hdae examples {example_name}` prints it)", err=True)
-    return hdae.load_problem(problem_file, example=example_name, overrides=overrides_, d=d, seed=seed_)
+                   f"at d = {problem.d} (`hdae examples {example_name}` prints it)", err=True)
+    return problem
 
 
 EXIT_CODES = """\b

@@ -61,6 +61,14 @@ def theory_bytes(problem, n_rep: int, n_nodes: int, node_dim: int) -> int:
     return nodes + trajectories + _sample_bytes(problem, n_rep)
 
 
+def realised_start_bytes(problem, d: int, replicas: int = 1) -> int:
+    """Estimated bytes of the theory's finite-d start: w_0 (replicas, d, r), the realised target and
+    the per-coordinate work arrays of :func:`hdae.targets.realised_statistics`."""
+    r, K = problem.model.width, problem.target.n_clusters
+    R = problem.observation_basis.shape[1]
+    return 8 * d * (replicas * r * (3 + 2 * (r + K + R)) + 3 * (K + R) + 2)
+
+
 def check_memory(needed: int, what: str, sizes: str) -> None:
     """Refuse (ConfigError) when ``needed`` bytes exceed the memory available now."""
     have = available_memory()

@@ -422,3 +422,116 @@ def test_exit_codes_are_documented():
         assert "3 a diverged computation" in " ".join(out.split()) and "130 Ctrl-C" in out
     readme = (ROOT / "README.md").read_text()
     assert "Exit status" in readme and "130" in readme
+
+
+# ----------------------------------------------------------------------------- the bad-input sweep
+_PROBLEM_BAD = {  # name -> (args after the command, with {tmp} for the test folder); each must fail in one line
+    "missing file": ["{tmp}/absent.toml"],
+    "binary file": ["{tmp}/binary.toml"],
+    "empty file": ["{tmp}/empty.toml"],
+    "not TOML": ["{tmp}/broken.toml"],
+    "folder as file": ["{tmp}"],
+    "unknown example": ["--example", "nosuch"],
+    "unknown key": ["--example", "fig2", "--set", "model.depth=3"],
+    "wrong type": ["--example", "fig2", "--set", "train.lr=abc"],
+    "nan": ["--example", "fig2", "--set", "train.lr=nan"],
+    "negative lr": ["--example", "fig2", "--set", "train.lr=-1"],
+    "override without =": ["--example", "fig2", "--set", "train.lr"],
+    "empty key": ["--example", "fig2", "--set", "train..lr=1"],
+    "fractions": ["--example", "fig2", "--set", "target.covariance={ blocks = [[0.5, 1.0], [0.6, 2.0]] }"],
+    "piece without coordinate": ["--example", "fig2", "--d", "20",
+                                 "--set", "target.covariance={ blocks = [[0.01, 9.0], [0.99, 1.0]] }"],
+    "seed 2^63 in file": ["{tmp}/big_seed.toml"],
+    "seed 2^63": ["--example", "fig2", "--seed", str(2**63)],
+    "d = 1": ["--example", "fig2", "--d", "1"],
+    "d = 10^9": ["--example", "fig2", "--d", str(10**9)],
+    "nodes 10^8": ["--example", "fig2", "--set", "theory.nodes=100000000"],
+    "sample.n = 1": ["--example", "fig2", "--set", "sample.n=1"],
+    "merged checkpoints": ["--example", "fig2", "--d", "20", "--set", "train.lr=5.0"],
+    "centroid 1e300": ["--example", "fig2", "--d", "40", "--set", "target.centroids=[[1e300, 0.0], [0.0, 1.0]]",
+                       "--set", "sample.n=10"],
+    "output under a file": ["--example", "fig2", "-o", "{tmp}/binary.toml/out"],
+    "output exists": ["--example", "fig2", "-o", "{tmp}/exists"],
+}
+_RESULT_BAD = {
+    "missing file": ["{tmp}/absent.h5"],
+    "binary file": ["{tmp}/binary.toml"],
+    "folder as file": ["{tmp}"],
+    "problem file as result": ["{tmp}/big_seed.toml"],
+}
+_COMPARE_BAD = {
+    "swapped": ["{sim}", "{th}"],
+    "theory twice": ["{th}", "{th}"],
+    "other problem": ["{th}", "{sim_lr}"],
+    "tol nan": ["{th}", "{sim}", "--tol", "nan"],
+    "tol text": ["{th}", "{sim}", "--tol", "abc"],
+    "binary": ["{th}", "{tmp}/binary.toml"],
+    "missing": ["{th}", "{tmp}/absent.h5"],
+    "one argument": ["{th}"],
+}
+
+
+def _sweep_cases():
+    for name, args in _PROBLEM_BAD.items():
+        for command in ("simulate", "solve", "run"):
+            out = [] if "-o" in args else ["-o", "{tmp}/out" + ("" if command == "run" else ".h5")]
+            yield pytest.param(command, args + out + (["-r", "100000000"] if name == "output exists" else []),
+                               id=f"{command}-{name}")
+    for command in ("simulate", "run"):
+        yield pytest.param(command, ["--example", "fig2", "-r", "100000000", "-o", "{tmp}/o"], id=f"{command}-replicas")
+        yield pytest.param(command, ["--example", "fig2", "-r", "0", "-o", "{tmp}/o"], id=f"{command}-no replicas")
+    for name, args in _RESULT_BAD.items():
+        yield pytest.param("info", args, id=f"info-{name}")
+        yield pytest.param("plot", args + ["-o", "{tmp}/f.png"], id=f"plot-{name}")
+        yield pytest.param("compare", ["{th}", *args], id=f"compare-{name}")
+        yield pytest.param("solve", ["--init-from", *args, "-o", "{tmp}/t.h5"], id=f"solve-init-from-{name}")
+    for name, args in _COMPARE_BAD.items():
+        yield pytest.param("compare", args, id=f"compare-{name}")
+    yield pytest.param("plot", ["{th_nosample}", "--what", "density", "-o", "{tmp}/f.png"], id="plot-no samples")
+    yield pytest.param("plot", ["{th}", "-o", "{tmp}/binary.toml/f.png"], id="plot-output under a file")
+    yield pytest.param("examples", ["nosuch"], id="examples-unknown")
+    yield pytest.param("nosuch", [], id="unknown command")
+    yield pytest.param("simulate", ["--bogus"], id="unknown option")
+
+
+@pytest.fixture(scope="module")
+def sweep_folder(tmp_path_factory, pair):
+    tmp = tmp_path_factory.mktemp("sweep")
+    (tmp / "binary.toml").write_bytes(bytes(range(256)) * 4)
+    (tmp / "empty.toml").write_text("")
+    (tmp / "broken.toml").write_text("[target\nkind = ")
+    (tmp / "big_seed.toml").write_text(hdae.example_text("fig2").replace("seed = 2", f"seed = {2**63}"))
+    assert f"seed = {2**63}" in (tmp / "big_seed.toml").read_text()
+    (tmp / "exists").write_text("x")
+    (tmp / "exists.h5").write_text("x")
+    th_nosample = tmp / "th_nosample.h5"
+    assert _cli("solve", *TINY, "--no-sample", "-o", th_nosample).exit_code == 0
+    return {"tmp": str(tmp), "th_nosample": str(th_nosample), **{k: str(v) for k, v in pair.items()}}
+
+
+def _fill(arg: str, names: dict) -> str:
+    for k, v in names.items():
+        arg = arg.replace("{" + k + "}", v)
+    return arg
+
+
+@pytest.mark.parametrize("command, args", list(_sweep_cases()))
+def test_bad_input_sweep(sweep_folder, command, args):
+    """Every command with a fixed list of bad inputs: non-zero exit, one line on stderr, no traceback,
+    nothing left behind in the folder."""
+    before = sorted(os.listdir(sweep_folder["tmp"]))
+    r = _cli(command, *[_fill(a, sweep_folder) for a in args])
+    line = _one_line(r)
+    assert len(line) < 400
+    assert sorted(os.listdir(sweep_folder["tmp"])) == before
+
+
+@pytest.mark.parametrize("args", [["simulate", "{tmp}/binary.toml", "-o", "{tmp}/o.h5"],
+                                  ["compare", "{sim}", "{th}"],
+                                  ["solve", "--example", "fig2", "--seed", str(2**63), "-o", "{tmp}/o.h5"],
+                                  ["run", "--example", "fig2", "--set", "sample.n=1", "-o", "{tmp}/run"]])
+def test_bad_input_in_a_real_process(sweep_folder, args):
+    p = _subprocess("-m", "cli.main", *[_fill(a, sweep_folder) for a in args])
+    out, err = p.communicate(timeout=300)
+    assert p.returncode in (1, 2), err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("Error: ") and "Traceback" not in err + out

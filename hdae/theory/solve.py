@@ -35,6 +35,8 @@ def initial_state(problem: Problem, mode: str, d: int | None = None, w0=None, b0
         q, m, g = targets.limit_initial_statistics(reduced, tgt, problem.init, problem.model.width, basis)
         return reduced, [State(q, m, g, float(b_init))]
     d = problem.d if d is None else d
+    limits.check_memory(limits.realised_start_bytes(problem, d, 1 if w0 is None else len(w0)),
+                        "the theory's finite-d start", f"d = {d}; theory.init = 'limit' needs none")
     if w0 is None:
         w0 = targets.initial_weights(tgt, problem.init, problem.model.width, d, problem.seed, 1)
     if w0.shape[1:] != (d, problem.model.width):
