@@ -70,29 +70,30 @@ def user_errors(func):
             raise SystemExit(0) from None
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (safety.Interrupted)
             _interrupted(getattr(err, "signum", signal.SIGINT))
-        except SystemError as err:  # a numba kernel turns the KeyboardInterrupt it was hit by into this
-            if safety.last_signal() is None:
-                raise
-            _interrupted(safety.last_signal())
-        except DivergedError as err:
-            _fail(str(err), EXIT_DIVERGED)
-        except (ConfigError, OSError) as err:  # incl. OutputExistsError, FileNotFoundError, ResultFileError
-            raise click.ClickException(str(err)) from None
-        except RuntimeError as err:  # e.g. --device cuda without a GPU
-            raise click.ClickException(str(err)) from None
-        except MemoryError:
-            raise click.ClickException("out of memory: reduce the sizes (d, replicas, sample.n, theory.nodes)") from None
-        except ValueError as err:  # the library's checks of values (one line each)
-            raise click.ClickException(_first_line(err)) from None
-        except (click.ClickException, SystemExit, click.exceptions.Exit, click.exceptions.Abort):
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except Exception as err:  # a bug: still one line, the traceback on request
-            if os.environ.get("HDAE_DEBUG"):
-                raise
-            raise click.ClickException(f"internal error, please report it: {type(err).__name__}: "
-                                       f"{_first_line(err)} (HDAE_DEBUG=1 shows the traceback)") from None
+        except Exception as err:
+            if safety.last_signal() is not None:  # e.g. numba turns the KeyboardInterrupt into a SystemError
+                _interrupted(safety.last_signal())
+            _report(err)
 
     return wrapper
+
+
+def _report(err: Exception):
+    """One line (and the exit status) for an exception that stopped a command."""
+    if isinstance(err, DivergedError):
+        _fail(_first_line(err), EXIT_DIVERGED)
+    if isinstance(err, (ConfigError, OSError, RuntimeError, ValueError)):
+        # bad input (ConfigError names the key), files (OutputExistsError, ResultFileError, ...),
+        # --device cuda without a GPU, the library's checks of values
+        raise click.ClickException(_first_line(err)) from None
+    if isinstance(err, MemoryError):
+        raise click.ClickException("out of memory: reduce the sizes (d, replicas, sample.n, theory.nodes)") from None
+    if os.environ.get("HDAE_DEBUG"):  # a bug: still one line, the traceback on request
+        raise err
+    raise click.ClickException(f"internal error, please report it: {type(err).__name__}: {_first_line(err)} "
+                               "(HDAE_DEBUG=1 shows the traceback)") from None
 
 
 def _first_line(err) -> str:

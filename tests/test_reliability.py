@@ -58,6 +58,22 @@ def test_blocks_and_eigenvalues_keep_the_written_pairing(d):
     assert pairs == {(3.0, 0.2): pytest.approx(0.25), (1.0, 0.2): pytest.approx(0.25), (1.0, 4.0): pytest.approx(0.5)}
 
 
+def test_spectral_binning_of_an_unsorted_spectrum():
+    """Merged bins gather pieces by eigenvalue wherever they lie: masses and mass-weighted eigenvalues
+    of the realised coordinates, Lambda exact."""
+    d = 403
+    p = hdae.load_problem(PAIRED.format(d=d).replace("{ eigenvalues = [0.2, 4.0], latent = 1.1 }",
+                                                     "{ eigenvalues = [0.5, 3.0, 1.0, 2.0, 0.25], latent = 1.1 }"))
+    rt = targets.realise(p.target, p.observation_basis)
+    red, merge = targets.reduce(p.target, p.observation_basis, d, spectral_bins=2)
+    bins = merge[rt.bin_index]
+    assert red.n_bins - red.n_latent == 2
+    for l in range(red.n_bins):
+        np.testing.assert_allclose(red.p[l], np.mean(bins == l), rtol=1e-14)
+        np.testing.assert_allclose(red.s[l], rt.eigenvalues[:, bins == l].mean(1), rtol=1e-12)
+    assert red.average_eigenvalue == pytest.approx(float(rt.weights @ rt.eigenvalues.mean(1)), rel=1e-13)
+
+
 def test_written_pairing_reaches_theory_and_simulation():
     """Omega at theta = 0 in both branches equals w_0^T Sigma_c w_0/d with the hand-built Sigma_c."""
     from hdae.simulation import simulate
@@ -535,3 +551,17 @@ def test_bad_input_in_a_real_process(sweep_folder, args):
     out, err = p.communicate(timeout=300)
     assert p.returncode in (1, 2), err
     assert len(err.strip().splitlines()) == 1 and err.startswith("Error: ") and "Traceback" not in err + out
+
+
+def test_an_unexpected_error_is_still_one_line(tmp_path, monkeypatch):
+    import cli.solve
+
+    def bug(*a, **k):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(cli.solve, "solve", bug)
+    line = _one_line(_cli("solve", *TINY, "-o", tmp_path / "t.h5"), 1)
+    assert "internal error" in line and "ZeroDivisionError" in line and "HDAE_DEBUG" in line
+    monkeypatch.setenv("HDAE_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        _cli("solve", *TINY, "-o", tmp_path / "t.h5")
