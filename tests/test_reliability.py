@@ -543,9 +543,7 @@ def test_bad_input_sweep(sweep_folder, command, args):
 
 
 @pytest.mark.parametrize("args", [["simulate", "{tmp}/binary.toml", "-o", "{tmp}/o.h5"],
-                                  ["compare", "{sim}", "{th}"],
-                                  ["solve", "--example", "fig2", "--seed", str(2**63), "-o", "{tmp}/o.h5"],
-                                  ["run", "--example", "fig2", "--set", "sample.n=1", "-o", "{tmp}/run"]])
+                                  ["compare", "{sim}", "{th}"]])
 def test_bad_input_in_a_real_process(sweep_folder, args):
     p = _subprocess("-m", "cli.main", *[_fill(a, sweep_folder) for a in args])
     out, err = p.communicate(timeout=300)
