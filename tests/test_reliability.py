@@ -1,10 +1,19 @@
 """Issue 16: no silent wrong answers, no lost files, one-line errors everywhere."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import hdae
+from cli.main import cli
 from hdae import targets
 from hdae.config import ConfigError
 
@@ -58,6 +67,20 @@ def test_blocks_and_eigenvalues_keep_the_written_pairing(d):
     assert pairs == {(3.0, 0.2): pytest.approx(0.25), (1.0, 0.2): pytest.approx(0.25), (1.0, 4.0): pytest.approx(0.5)}
 
 
+def test_one_eigenvalue_per_coordinate_is_exact():
+    """An eigenvalues list as long as the bulk gives every coordinate its own value, in the written order,
+    also when another cluster's block break falls in the middle of a coordinate."""
+    d, k = 39, 2
+    values = np.random.default_rng(0).uniform(0.1, 5.0, d - k).round(6)
+    text = PAIRED.format(d=d).replace("{ eigenvalues = [0.2, 4.0], latent = 1.1 }",
+                                      f"{{ eigenvalues = {values.tolist()}, latent = 1.1 }}")
+    text = text.replace("[[0.25, 3.0], [0.75, 1.0]]", "[[0.5, 3.0], [0.5, 1.0]]")
+    p = hdae.load_problem(text)
+    rt = targets.realise(p.target, p.observation_basis)
+    np.testing.assert_array_equal(rt.eigenvalues[1, k:], values)
+    np.testing.assert_array_equal(rt.eigenvalues[0, k:], np.r_[np.full(18, 3.0), np.full(19, 1.0)])
+
+
 def test_spectral_binning_of_an_unsorted_spectrum():
     """Merged bins gather pieces by eigenvalue wherever they lie: masses and mass-weighted eigenvalues
     of the realised coordinates, Lambda exact."""
@@ -100,16 +123,6 @@ def test_spectrum_piece_without_coordinate_is_refused():
 
 
 # ----------------------------------------------------------------------------- helpers
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
-from click.testing import CliRunner
-
-from cli.main import cli
-
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--example", "fig2", "--d", "60", "--set", "train.tau=0.1", "--set", "train.checkpoints=3",
         "--set", "sample.n=100", "--set", "sample.steps=5", "--set", "sample.thetas=[0.1]", "-q"]
@@ -240,16 +253,16 @@ def test_sigterm_while_writing_removes_the_temporary_file(tmp_path):
 def test_unwritable_output_is_refused_before_computing(tmp_path, monkeypatch, command):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    import hdae.pipeline
-    import hdae.simulation.run
     import cli.simulate
     import cli.solve
+    import hdae.pipeline
+    import hdae.plotting
 
     def no(*a, **k):
         raise AssertionError("computed before checking the output path")
 
     for mod, name in [(cli.simulate, "simulate"), (cli.solve, "solve"), (hdae.pipeline, "_run_in"),
-                      (hdae.plotting if hasattr(hdae, "plotting") else __import__("hdae.plotting").plotting, "plot_file")]:
+                      (hdae.plotting, "plot_file")]:
         monkeypatch.setattr(mod, name, no)
     if command == "plot":
         sim = tmp_path / "s.h5"
@@ -398,8 +411,6 @@ def test_ctrl_c_during_solve_is_one_line_and_exit_130(tmp_path):
         "cli(sys.argv[1:])\n")
     p = _subprocess("-c", script, "solve", "--example", "fig1", "--d", "200", "--set", "theory.dt=0.0005",
                     "--no-sample", "-o", str(out))
-    import time
-
     for _ in range(1200):
         if marker.exists() or p.poll() is not None:
             break
