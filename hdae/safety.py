@@ -116,7 +116,7 @@ def staged_folder(out_dir, force: bool, names):
     from .divergence import DivergedError
     from .results import OutputExistsError
 
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()
     if out.exists():
         if not out.is_dir():
             raise OutputExistsError(f"{str(out)!r} exists and is not a folder")
@@ -128,6 +128,8 @@ def staged_folder(out_dir, force: bool, names):
         if foreign:
             raise OutputExistsError(f"{str(out)!r} holds files that are not a run's ({', '.join(foreign[:3])}); "
                                     "refusing to replace it: give an empty or new folder")
+        if present and out == Path.cwd().absolute():
+            raise OutputExistsError("refusing to replace the current folder as a whole: give another output folder")
     check_output_path(out / "probe")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = _tmp_sibling(out, "stage")
@@ -145,7 +147,26 @@ def staged_folder(out_dir, force: bool, names):
 
 
 def _swap_in(stage: Path, out: Path):
-    """Replace ``out`` by ``stage`` with two renames (the old folder is removed afterwards)."""
+    """:func:`_swap_unguarded` with Ctrl-C / SIGTERM held back until the renames are done."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    except (AttributeError, OSError, ValueError):
+        previous = None
+    try:
+        _swap_unguarded(stage, out)
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _swap_unguarded(stage: Path, out: Path):
+    """Replace ``out`` by ``stage`` with two renames (the old folder is removed afterwards); an
+    existing empty ``out`` (perhaps the current folder) is kept and the files are moved into it."""
+    if out.is_dir() and not any(out.iterdir()):
+        for p in sorted(stage.iterdir()):
+            os.replace(p, out / p.name)
+        return
     old = None
     if out.exists():
         old = _tmp_sibling(out, "old")

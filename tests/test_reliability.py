@@ -574,3 +574,11 @@ def test_an_unexpected_error_is_still_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HDAE_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         _cli("solve", *TINY, "-o", tmp_path / "t.h5")
+
+
+def test_run_into_the_current_empty_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _cli("run", *TINY, "-o", ".").exit_code == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"simulation.h5", "theory.h5", "comparison.txt",
+                                                     "densities.png", "training.png"}
+    assert "current folder" in _one_line(_cli("run", *TINY, "--force", "-o", "."))
