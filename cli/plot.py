@@ -10,7 +10,7 @@ import hdae
 from . import options as o
 
 
-@click.command("plot")
+@click.command("plot", epilog=o.EXIT_CODES)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A simulation file to draw under the theory (or a theory file over a simulation).")

@@ -9,7 +9,7 @@ import click
 from . import options as o
 
 
-@click.command("run")
+@click.command("run", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides

@@ -6,7 +6,7 @@ import click
 from . import options as o
 
 
-@click.command("simulate")
+@click.command("simulate", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides

@@ -10,7 +10,7 @@ import hdae
 from . import options as o
 
 
-@click.command("solve")
+@click.command("solve", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides

@@ -12,9 +12,10 @@ import time
 import numpy as np
 import torch
 
-from .. import schedules, targets
+from .. import limits, schedules, targets
 from ..schedules import checkpoint_steps
 from ..config import Problem
+from ..divergence import check_initial, exploded
 from ..progress import progress_bar
 from ..collapse import collapse_extras
 from ..results import Result, SampleRecord, TrainRecord
@@ -94,6 +95,8 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         problem = problem.with_overrides(**overrides)
     if replicas < 1:
         raise ValueError("replicas must be >= 1")
+    limits.check_memory(limits.simulation_bytes(problem, replicas), "this simulation",
+                        f"d = {problem.d}, replicas = {replicas}, sample.n = {problem.sample.n}")
     d, seed = problem.d, problem.seed
     dev = resolve_device(device)
     dtype = getattr(torch, problem.simulation.dtype)
@@ -176,6 +179,14 @@ def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs,
             bar.update(int(target_step - done))
             done = int(target_step)
             records.append({k: v.cpu().numpy() for k, v in measure.statistics(w, b).items()})
+            if done == 0:  # out of range before any step: the input's scales, not a divergence
+                check_initial(records[-1], problem.theory.divergence)
+            bad = exploded(records[-1], problem.theory.divergence)
+            if bad is not None:  # finite weights, exploding statistics: a divergence all the same
+                if len(records) > 1:
+                    records.pop()
+                status, message = "diverged", f"SGD diverged by step {done} (theta = {2 * tr.lr * done / d:.6g}): {bad}"
+                break
             if done in sample_steps:
                 snapshots[done] = (w.clone(), b.clone())
     finally:
@@ -197,4 +208,7 @@ def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs,
             lat.append(z.cpu().numpy())
         sample_record = SampleRecord(theta=2 * tr.lr * np.array(sorted(snapshots)) / d,
                                      projected=np.stack(proj, 1), Z=np.stack(lat, 1))
+        bad = exploded({"generated samples": sample_record.projected, "Z": sample_record.Z}, problem.theory.divergence)
+        if bad is not None and status == "success":
+            status, message = "diverged", f"the sampler diverged: {bad}"
     return train, sample_record, w, b, status, message, int(done)
