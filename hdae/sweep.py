@@ -169,14 +169,16 @@ class SweepSpec:
     axes: list  # [Axis]
     simulate: bool = False
     replicas: int = 1
-    device: str = "auto"
+    device: str = "cpu"
     sample: bool = True
     keep_samples: bool = False
 
     def to_json(self) -> str:
-        return json.dumps({"base": self.base, "grid": [a.spec for a in self.axes], "simulate": self.simulate,
-                           "replicas": self.replicas, "device": self.device, "sample": self.sample,
-                           "keep_samples": self.keep_samples}, sort_keys=True)
+        out = {"base": self.base, "grid": [a.spec for a in self.axes], "simulate": self.simulate,
+               "sample": self.sample, "keep_samples": self.keep_samples}
+        if self.simulate:
+            out.update(replicas=self.replicas, device=self.device)
+        return json.dumps(out, sort_keys=True)
 
     @property
     def shape(self) -> tuple:
@@ -289,7 +291,7 @@ def _run_payload(result, keep_samples: bool) -> dict:
     return out
 
 
-def compute_point(index: int, config_text: str, simulate: bool = False, replicas: int = 1, device: str = "auto",
+def compute_point(index: int, config_text: str, simulate: bool = False, replicas: int = 1, device: str = "cpu",
                   sample: bool = True, keep_samples: bool = False, threads: int | None = 1) -> dict:
     """Solve (and simulate) one point from its problem TOML; never raises: errors are returned.
 
@@ -334,7 +336,9 @@ def _dataset(group, name, shape, dtype, fill):
 
     dcpl = _early_dcpl()
     dt = np.dtype(dtype)
-    dcpl.set_fill_value(np.array(fill, dtype=dt))
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+    if dt.kind != "S":  # fixed-length strings: the default fill (all zero bytes) is the empty string
+        dcpl.set_fill_value(np.array(fill, dtype=dt))
     tid = h5py.h5t.py_create(dt)
     sid = h5py.h5s.create_simple(tuple(int(s) for s in shape))
     dcpl.set_obj_track_times(False)
@@ -522,6 +526,8 @@ def open_or_create(path, spec: SweepSpec, force: bool = False):
                 same = f.attrs.get("kind") == "sweep" and f.attrs.get("spec") == spec.to_json()
                 status = f["points/status"][()] if same else None
         except OSError as err:
+            if "lock" in str(err):
+                raise SweepError("output", f"{str(path)!r} is open in another process (a sweep still running?)") from None
             raise SweepError("output", f"{str(path)!r} exists and is not a readable sweep file ({err}); "
                                        "use --force to replace it") from None
         if not same:
@@ -648,7 +654,9 @@ class SweepFile:
         if not self.path.is_file():
             raise FileNotFoundError(f"no sweep file at {str(self.path)!r}")
         try:
-            with h5py.File(self.path, "r") as f:
+            # no lock: the file's metadata never changes after creation, so a running sweep's file
+            # can be read; only committed points (status != pending, read first) are used
+            with h5py.File(self.path, "r", locking=False) as f:
                 if f.attrs.get("kind") != "sweep":
                     raise SweepError("file", f"{str(self.path)!r} is not a sweep file")
                 self.attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v)
@@ -659,8 +667,8 @@ class SweepFile:
                 self.axis_specs = {k: str(f["axes"][k].attrs["spec"]) for k in self.keys}
                 self.index = f["points/index"][()]
                 self.status = f["points/status"][()]
-                self.message = [m.decode() for m in f["points/message"][()]]
-                self.config = [c.decode() for c in f["points/config"][()]]
+                self.message = [m.decode("utf-8", "replace") for m in f["points/message"][()]]
+                self.config = [c.decode("utf-8", "replace") for c in f["points/config"][()]]
                 self.wall_time = f["points/wall_time"][()]
                 self.runs = {}
                 for name in ("theory", "simulation"):
