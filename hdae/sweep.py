@@ -50,6 +50,7 @@ import json
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,17 +235,19 @@ def plan(spec: SweepSpec) -> list[Point]:
 
 
 # ----------------------------------------------------------------------------- one point (on a worker)
-def _set_threads(n: int | None):
-    """Set numba/torch thread counts (None: leave); returns the previous ones."""
+def _set_threads(n: int | None, torch_too: bool = False):
+    """Set numba (and, with ``torch_too`` or when torch is already imported, torch) thread counts
+    (None: leave them); returns the previous ones."""
+    import sys
+
     import numba
 
     before = [numba.get_num_threads(), None]
-    try:
+    torch = None
+    if torch_too or "torch" in sys.modules:
         import torch
 
         before[1] = torch.get_num_threads()
-    except ImportError:  # pragma: no cover
-        torch = None
     if n is not None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         if torch is not None:
@@ -302,7 +305,10 @@ def compute_point(index: int, config_text: str, simulate: bool = False, replicas
     t0 = time.perf_counter()
     out = {"index": index, "worker": f"{socket.gethostname()}:{os.getpid()}", "error": "",
            "theory": None, "simulation": None}
-    before = _set_threads(threads)
+    before = _set_threads(threads, torch_too=simulate)
+    caught = warnings.catch_warnings()
+    caught.__enter__()
+    warnings.simplefilter("ignore", RuntimeWarning)  # overflow on the way to a divergence: the status says it
     try:
         from . import load_problem, solve
 
@@ -316,6 +322,7 @@ def compute_point(index: int, config_text: str, simulate: bool = False, replicas
     except Exception as err:  # noqa: BLE001 -- recorded with the point, the sweep goes on
         out["error"] = f"{type(err).__name__}: {err}"
     finally:
+        caught.__exit__(None, None, None)
         _restore_threads(before)
     out["wall_time"] = time.perf_counter() - t0
     return out

@@ -38,9 +38,9 @@ def _axis_value_index(sweep: SweepFile, key: str, text: str) -> int:
     else:
         if not isinstance(target, (int, float)) or isinstance(target, bool):
             raise SweepError(key, f"--at {key}={text}: expected a number")
-        hits = [i for i, v in enumerate(vals) if np.isclose(v, target, rtol=1e-9, atol=0)]
+        hits = [i for i, v in enumerate(vals) if np.isclose(v, target, rtol=1e-5, atol=0)]
     if not hits:
-        shown = ", ".join(v.decode() if isinstance(v, bytes) else f"{v:g}" for v in vals)
+        shown = ", ".join(v.decode() if isinstance(v, bytes) else f"{v:.6g}" for v in vals)
         raise SweepError(key, f"--at {key}={text}: not a swept value ({shown})")
     return hits[0]
 
