@@ -532,6 +532,7 @@ def open_or_create(path, spec: SweepSpec, force: bool = False):
             with h5py.File(path, "r") as f:
                 same = f.attrs.get("kind") == "sweep" and f.attrs.get("spec") == spec.to_json()
                 status = f["points/status"][()] if same else None
+                stored = [c.decode() for c in f["points/config"][()]] if same else None
         except OSError as err:
             if "lock" in str(err):
                 raise SweepError("output", f"{str(path)!r} is open in another process (a sweep still running?)") from None
@@ -540,6 +541,9 @@ def open_or_create(path, spec: SweepSpec, force: bool = False):
         if not same:
             raise SweepError("output", f"{str(path)!r} holds a different sweep (or another kind of file); "
                                        "use --force to replace it, or another output")
+        if stored != [p.config for p in points]:
+            raise SweepError("output", f"{str(path)!r}: the same sweep resolves to other problems with this hdae "
+                                       "version (changed defaults?); use --force to start it over")
         return points, status != PENDING
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
