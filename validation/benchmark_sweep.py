@@ -34,8 +34,10 @@ def load() -> str:
 def hdae(*args, **kw):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    rc = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE, text=True, **kw)
+    if rc.returncode not in (0, 3):  # 3: a diverged point (saved), as in the sweep
+        raise SystemExit(f"hdae {args[0]} failed: {rc.stderr.strip()}")
     return time.perf_counter() - t
 
 
