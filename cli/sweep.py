@@ -46,7 +46,8 @@ def command(problem_file, example, overrides, grid, output, d, seed, simulate, r
     coordinates, each point's trajectories and summaries (final Q, M, b; number of modes of the
     final generated density and its energy distance to the target; divergence and where; wall
     time). Killing the sweep loses no stored point; running the same command again resumes.
-    Draw it with `hdae plot OUTPUT`.
+    Draw it with `hdae plot OUTPUT`. The exit status is 0 once every point is stored, failed and
+    diverged ones included (the closing line counts them).
 
     \b
     Examples:
