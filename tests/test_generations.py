@@ -224,11 +224,24 @@ def test_theory_follows_the_simulation_generation_by_generation(two_generations)
         assert worst["Q"] < 0.1 and worst["G"] < 0.1 and worst["b"] < 0.02, (row.generation, worst)
         assert all(s.ratio < 3.0 for s in row.samples), row.generation
     assert "overlap" in [r.name for r in rows[1].training]
+    # generations.chain = "simulation" (the default with init_from): generation 1's target is what the
+    # simulation's generation 0 generates, from the statistics of its final weights
+    w = sim.generation(0).final_w
+    np.testing.assert_allclose(th.generation(1).extras["target_Q"], np.einsum("nia,nib->nab", w, w) / sim.d)
     # the variance of the generated density shrinks, in theory and in simulation alike
     for res in (sim, th):
         total = [d.total for d in collapse.diagnostics(res)]
         assert total[1] < total[0]
     assert np.allclose(sim.extras["collapse_total"], [d.total for d in collapse.diagnostics(sim)])
+
+
+def test_theory_chain_follows_its_own_generations(two_generations):
+    """generations.chain = "theory": generation 1's target is the theory's generation-0 density."""
+    sim, _, _ = two_generations
+    th = hdae.solve(sim.problem.with_overrides("generations.chain=theory"), init_from=sim, sample=False)
+    np.testing.assert_allclose(th.generation(1).extras["target_Q"], th.generation(0).train.Q[:, -1])
+    rows = compare_generations(th, sim)
+    assert max(r.relative for r in rows[1].training if r.name in ("Q", "G")) < 0.15
 
 
 def test_generation_files_round_trip_and_resume_from_final_weights(two_generations):
