@@ -112,7 +112,7 @@ def plot_collapse(theory: Result | None, simulation: Result | None, *, replica: 
         for ax in (ax_var, ax_modes, ax_dist):
             ax.set_xlabel("generation")
             ax.set_xticks(range(_generations(theory, simulation)))
-        ax_var.legend(fontsize=7, ncol=1)
+        ax_var.legend(fontsize=7, ncol=1, loc="lower left")
         ax_dist.legend(fontsize=8)
     return fig
 
