@@ -158,7 +158,7 @@ def test_exploding_sgd_is_a_divergence():
     from hdae.simulation import simulate
 
     problem = hdae.load_problem(example="fig1", d=200, overrides=["train.lr=50", "sample.thetas=[]",
-                                                                   "train.checkpoints=7"])
+                                                                   "train.checkpoints=4"])
     sim = simulate(problem, sample=False)
     assert sim.status == "diverged" and "SGD diverged" in sim.message, sim.message
     assert np.all(np.isfinite(sim.train.Q)) and np.abs(sim.train.Q).max() <= problem.theory.divergence
@@ -261,7 +261,7 @@ def test_unwritable_output_is_refused_before_computing(tmp_path, monkeypatch, co
     def no(*a, **k):
         raise AssertionError("computed before checking the output path")
 
-    for mod, name in [(cli.simulate, "simulate"), (cli.solve, "solve"), (hdae.pipeline, "_run_in"),
+    for mod, name in [(hdae.simulation, "simulate"), (hdae.theory, "solve"), (hdae.pipeline, "_run_in"),
                       (hdae.plotting, "plot_file")]:
         monkeypatch.setattr(mod, name, no)
     if command == "plot":
@@ -425,9 +425,9 @@ def test_ctrl_c_during_solve_is_one_line_and_exit_130(tmp_path):
 
 # ----------------------------------------------------------------------------- smaller
 def test_default_problem_is_named(tmp_path, monkeypatch):
-    import cli.solve
+    import hdae.theory
 
-    monkeypatch.setattr(cli.solve, "solve", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(hdae.theory, "solve", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     r = _cli("solve", "-o", tmp_path / "t.h5")
     assert "using the built-in example 'fig1'" in r.stderr.splitlines()[0] and r.exit_code == 130
 
@@ -563,12 +563,12 @@ def test_bad_input_in_a_real_process(sweep_folder, args):
 
 
 def test_an_unexpected_error_is_still_one_line(tmp_path, monkeypatch):
-    import cli.solve
+    import hdae.theory
 
     def bug(*a, **k):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(cli.solve, "solve", bug)
+    monkeypatch.setattr(hdae.theory, "solve", bug)
     line = _one_line(_cli("solve", *TINY, "-o", tmp_path / "t.h5"), 1)
     assert "internal error" in line and "ZeroDivisionError" in line and "HDAE_DEBUG" in line
     monkeypatch.setenv("HDAE_DEBUG", "1")

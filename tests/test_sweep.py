@@ -132,7 +132,7 @@ def test_failing_points_are_recorded_and_the_others_complete(tmp_path, monkeypat
     monkeypatch.setattr(hdae, "solve", flaky_solve)
     spec = sweep.make_spec(_tiny(tmp_path), overrides=FAST + ["sample.thetas=[0.5]"],
                            grid=["train.lr=0.1,0.3", "init.scale=0,0.3", "init.warm_norm=0,0.3",
-                                 "theory.divergence=1e6,1e-3"])
+                                 "theory.divergence=1e6,0.2"])
     report = sweep.run_sweep(spec, out, serial=True)
     s = sweep.SweepFile(out)
     assert report.computed == 16 and s.status.size == 16 and (s.status != sweep.PENDING).all()
@@ -143,7 +143,9 @@ def test_failing_points_are_recorded_and_the_others_complete(tmp_path, monkeypat
             assert np.isnan(s.runs["theory"]["train"]["Q"][n]).all()
         elif lr == 1 and sc == 1 and wn == 0:
             assert s.status[n] == sweep.FAILED and "RuntimeError: injected failure" in s.message[n]
-        elif dv == 1:  # |statistics| > 1e-3: stops at once, the checkpoints before are kept
+        elif dv == 1 and wn == 1:  # |statistics| > 0.2 at theta = 0 already: bad input, a failed point
+            assert s.status[n] == sweep.FAILED and "initial statistics are already out of range" in s.message[n]
+        elif dv == 1:  # |statistics| > 0.2 on the way: stops, the checkpoints before are kept
             assert s.status[n] == sweep.DIVERGED and "diverged" in s.message[n]
             reached = s.runs["theory"]["summary"]["theta_reached"][n]
             assert 0 <= reached < 0.5 and s.runs["theory"]["summary"]["diverged"][n] == 1
