@@ -102,6 +102,7 @@ class Context:
     out: Path
     quick: bool = False
     seed: int = 0  # added to each problem's seed (tolerances must hold for any)
+    cache: dict = field(default_factory=dict)  # results shared between experiments (same problem, same run)
 
     def figure(self, outcome: Outcome, fig, name: str, caption: str, dpi: int = 110) -> Path:
         """Save a matplotlib Figure as ``out/name.png`` and list it in ``outcome``."""

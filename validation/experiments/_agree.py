@@ -11,9 +11,14 @@ import hdae
 from .._common import Outcome, fmt, md_table, scaled_tolerance
 
 
-def simulate_and_solve(problem, replicas: int, sample: bool = True):
+def simulate_and_solve(problem, replicas: int, sample: bool = True, cache: dict | None = None):
     """(simulation, theory, seconds simulating, seconds solving); the theory starts from each
-    replica's exact initial weights."""
+    replica's exact initial weights. With ``cache``, a run of the same problem and replicas (with
+    samples, when ``sample``) is reused: the training part of a simulation does not depend on
+    whether it samples afterwards."""
+    key = (problem.config_text, replicas)
+    if cache is not None and key in cache and (cache[key][0].sample is not None or not sample):
+        return (*cache[key][:2], 0.0, 0.0)
     t0 = time.perf_counter()
     sim = hdae.simulate(problem, replicas=replicas, sample=sample)
     t1 = time.perf_counter()
@@ -23,6 +28,8 @@ def simulate_and_solve(problem, replicas: int, sample: bool = True):
     t2 = time.perf_counter()
     if not th.ok:
         raise RuntimeError(f"theory failed: {th.message}")
+    if cache is not None:
+        cache[key] = (sim, th)
     return sim, th, t1 - t0, t2 - t1
 
 

@@ -18,10 +18,12 @@ FULL = {"d": 1000, "replicas": 4, "n": 4000}
 QUICK = {"d": 300, "replicas": 2, "n": 1000}
 
 
-def run(ctx: Context, name: str, title: str, example: str, overrides=(), tol=None, b_tol: float = 0.01,
+def run(ctx: Context, name: str, title: str, example: str, overrides=(), quick_overrides=(), tol=None,
+        b_tol: float = 0.01,
         ratio_tol: float = 3.0, cov_tol: float | None = None, training_plot: bool = False,
         caption: str = "") -> Outcome:
     size = QUICK if ctx.quick else FULL
+    overrides = [*overrides, *(quick_overrides if ctx.quick else ())]
     problem = ctx.problem(example, d=size["d"], overrides=[f"sample.n={size['n']}", *overrides])
     out = Outcome(name, title)
     out.settings = (f"example `{example}`" + (f" with `{'`, `'.join(overrides)}`" if overrides else "")

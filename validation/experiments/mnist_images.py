@@ -30,19 +30,26 @@ from .._common import Context, Outcome, fmt, md_table
 from ._agree import sample_checks, simulate_and_solve, spread_ratio, training_checks
 from ._sgd import RealImages, train
 
-FULL = {"replicas": 6, "n": 4000, "paths": 256}
+FULL = {"replicas": 8, "n": 4000, "paths": 256}
 QUICK = {"replicas": 3, "n": 1000, "paths": 64}
+
+
+def gaussian_run(ctx: Context, sample: bool = True):
+    """(problem, simulation, theory, seconds simulating, seconds solving) of the MNIST-sevens
+    Gaussian at this run's size; shared with Fig. 7 (the same training) through ``ctx.cache``."""
+    size = QUICK if ctx.quick else FULL
+    problem = ctx.problem("fig3", overrides=[f"sample.n={size['n']}"])
+    return (problem, *simulate_and_solve(problem, size["replicas"], sample=sample, cache=ctx.cache))
 
 
 def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float = 4.0, path_tol: float = 0.35,
         ratio_tol: float | None = None) -> Outcome:
     size = QUICK if ctx.quick else FULL
-    problem = ctx.problem("fig3", overrides=[f"sample.n={size['n']}"])
+    problem, sim, th, t_sim, t_th = gaussian_run(ctx)
     out = Outcome(name, title)
     out.settings = (f"example `fig3` (MNIST sevens from {problem.config['target']['data_dir']}, pixels/300, centered); "
                     f"d = {problem.d}, {size['replicas']} replicas, {problem.sample.n} samples per time, "
                     f"{size['paths']} common-noise paths for Fig. 4, seed {problem.seed}")
-    sim, th, t_sim, t_th = simulate_and_solve(problem, size["replicas"])
     out.notes.append(f"simulate {t_sim:.1f} s, solve {t_th:.1f} s")
     training_checks(out, th, sim, {"b": b_tol})
     for stat in ("Q", "G"):

@@ -16,11 +16,10 @@ import numpy as np
 from hdae import plotting, targets
 
 from .._common import Context, Outcome, fmt, md_table
-from ._agree import simulate_and_solve, spread_ratio, training_checks
+from ._agree import spread_ratio, training_checks
+from .mnist_images import gaussian_run
 from ._sgd import RealImages, train
 
-FULL = {"replicas": 8}
-QUICK = {"replicas": 3}
 
 
 def invariants(Q, G, b) -> dict:
@@ -30,17 +29,16 @@ def invariants(Q, G, b) -> dict:
 
 def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float = 4.0,
         real_b_tol: float = 0.05, real_tol: float = 0.5) -> Outcome:
-    size = QUICK if ctx.quick else FULL
-    problem = ctx.problem("fig3", overrides=["sample.thetas=[]"])
+    problem, sim, th, t_sim, t_th = gaussian_run(ctx, sample=False)
     out = Outcome(name, title)
     cfg = problem.config["target"]
-    out.settings = (f"example `fig3` (MNIST sevens, {cfg['data_dir']}); d = {problem.d}, {size['replicas']} replicas "
+    out.settings = (f"example `fig3` (MNIST sevens, {cfg['data_dir']}); d = {problem.d}, {sim.n_replicas} replicas "
                     f"of each simulation, seed {problem.seed}")
-    sim, th, t_sim, t_th = simulate_and_solve(problem, size["replicas"], sample=False)
     images = targets.load_mnist_digit(targets.resolve_data_dir(cfg["data_dir"]), cfg["digit"])
     data = RealImages(images, cfg["pixel_scale"])
-    real = train(problem, replicas=size["replicas"], target=data)
-    out.notes.append(f"simulate {t_sim:.1f} s, solve {t_th:.1f} s; real-data SGD over {data.n} sevens "
+    real = train(problem, replicas=sim.n_replicas, target=data)
+    out.notes.append(("Gaussian simulation and theory shared with fig3_4; " if t_sim == 0 else "")
+                     + f"simulate {t_sim:.1f} s, solve {t_th:.1f} s; real-data SGD over {data.n} sevens "
                      f"({real.theta[-1] * problem.d / (2 * problem.train.lr) / data.n:.1f} epochs)")
     training_checks(out, th, sim, {"b": b_tol}, label=" (Gaussian target)")
     for stat in ("Q", "G"):
