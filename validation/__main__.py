@@ -34,7 +34,7 @@ def parse(argv=None):
 
 def run_one(ctx: Context, name: str) -> Outcome:
     entry = REGISTRY[name]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         module = importlib.import_module(f".experiments.{entry.module}", __package__)
         outcome = module.run(ctx, name, entry.title, **entry.kwargs)
@@ -42,6 +42,7 @@ def run_one(ctx: Context, name: str) -> Outcome:
         outcome = Outcome(name, entry.title, status="error", message=f"{type(err).__name__}: {err}")
         outcome.table("traceback", "```\n" + traceback.format_exc() + "```")
     outcome.wall_s = time.perf_counter() - t0
+    outcome.cpu_s = time.process_time() - c0
     return outcome
 
 
@@ -55,18 +56,20 @@ def main(argv=None) -> int:
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     ctx = Context(out=args.out, quick=args.quick, seed=args.seed)
     names = [n for n in REGISTRY if args.only is None or n in args.only]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     outcomes = []
     for name in names:
         print(f"[validation] {name} ...", flush=True)
         o = run_one(ctx, name)
         outcomes.append(o)
         bad = [c for c in o.checks if not c.passed]
-        print(f"[validation] {name}: {o.verdict} ({len(o.checks) - len(bad)}/{len(o.checks)} checks, {o.wall_s:.1f} s)"
+        print(f"[validation] {name}: {o.verdict} ({len(o.checks) - len(bad)}/{len(o.checks)} checks, {o.wall_s:.1f} s wall, "
+              f"{o.cpu_s:.1f} s CPU)"
               + (f" {o.message}" if o.message else ""), flush=True)
         for c in bad:
             print(f"    FAILED {c.label}: {c.value:.4g} vs tolerance {c.tolerance:.4g}", flush=True)
-    path = write_report(ctx, outcomes, time.perf_counter() - t0, argv if argv is not None else sys.argv[1:])
+    path = write_report(ctx, outcomes, time.perf_counter() - t0, time.process_time() - c0,
+                        argv if argv is not None else sys.argv[1:])
     failed = [o.name for o in outcomes if o.failed]
     print(f"[validation] report: {path}; " + (f"FAILED: {', '.join(failed)}" if failed else "all passed"), flush=True)
     return 1 if failed else 0

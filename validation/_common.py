@@ -76,6 +76,7 @@ class Outcome:
     status: str = ""  # '' = from the checks; 'skipped' or 'error' set explicitly
     message: str = ""
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of this process: the wall time on an idle machine, single-threaded
     settings: str = ""
 
     def check(self, label, value, tolerance, upper=True, note=""):

@@ -25,7 +25,7 @@ def _commit() -> str:
         return "n/a"
 
 
-def write_report(ctx: Context, outcomes, wall_s: float, argv) -> Path:
+def write_report(ctx: Context, outcomes, wall_s: float, cpu_s: float, argv) -> Path:
     lines = ["# hdae validation report", ""]
     mode = "quick (small d, few replicas: the test-suite size)" if ctx.quick else "full (the paper's sizes)"
     lines += [f"- command: `python -m validation {' '.join(map(str, argv))}`",
@@ -33,15 +33,17 @@ def write_report(ctx: Context, outcomes, wall_s: float, argv) -> Path:
               f"- date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}; hdae {hdae.__version__}, "
               f"commit {_commit()}",
               f"- machine: {machine()}",
-              f"- total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min)", ""]
+              f"- total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min); CPU time of the process {cpu_s:.0f} s "
+              f"({cpu_s / 60:.1f} min: about the wall time on an idle machine with these threads)", ""]
     n_fail = sum(o.failed for o in outcomes)
     lines += [f"**{len(outcomes) - n_fail} of {len(outcomes)} experiments without failure**"
               + ("" if not n_fail else f"; failed: {', '.join(o.name for o in outcomes if o.failed)}"), ""]
     rows = [[f"[{o.name}](#{o.name.replace('_', '-')})", o.title, VERDICT[o.verdict],
-             f"{sum(c.passed for c in o.checks)}/{len(o.checks)}", f"{o.wall_s:.0f} s"] for o in outcomes]
-    lines += [md_table(["experiment", "what", "verdict", "checks passed", "wall time"], rows), ""]
+             f"{sum(c.passed for c in o.checks)}/{len(o.checks)}", f"{o.wall_s:.0f} s", f"{o.cpu_s:.0f} s"]
+            for o in outcomes]
+    lines += [md_table(["experiment", "what", "verdict", "checks passed", "wall time", "CPU time"], rows), ""]
     for o in outcomes:
-        lines += [f"## {o.name}", "", f"**{o.title}** -- {VERDICT[o.verdict]}, {o.wall_s:.1f} s"
+        lines += [f"## {o.name}", "", f"**{o.title}** -- {VERDICT[o.verdict]}, {o.wall_s:.1f} s wall, {o.cpu_s:.1f} s CPU"
                   + (f". {o.message}" if o.message else ""), ""]
         if o.settings:
             lines += [f"Settings: {o.settings}.", ""]

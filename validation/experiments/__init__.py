@@ -26,11 +26,12 @@ REGISTRY: dict[str, Entry] = {
     "fig6": Entry("training", "Fig. 6: M, Q, b for the three-cluster mixture", {
         "example": "fig6", "tol": {"Q": 0.25, "M": 0.25}}),
     "fig7": Entry("mnist_training", "Fig. 7: Q, G, b for MNIST sevens: theory, Gaussian and real data", {}),
-    "scaling": Entry("scaling", "Finite-size scaling of the theory-simulation gap", {"example": "fig2", "max_exponent": (-0.1, -0.3)}),
+    "scaling": Entry("scaling", "Finite-size scaling of the theory-simulation gap", {"example": "fig2", "max_exponent": (0.0, -0.3)}),
     "hetero": Entry("densities", "Beyond: heteroscedastic two-cluster mixture, r = 3 ReLU, two training times", {
         "example": "hetero", "tol": {"Q": 0.12, "M": 0.12, "G": 0.12}, "ratio_tol": 3.5, "training_plot": True}),
-    "swiss_roll": Entry("densities", "Beyond: swiss roll (60 centroids), r = 4 ReLU", {
-        "example": "swiss_roll", "quick_overrides": ["theory.nodes=256", "target.points=[10, 3]"], "tol": {"Q": 0.10, "M": 0.10, "G": 0.10}, "ratio_tol": 3.0}),
+    "swiss_roll": Entry("densities", "Beyond: swiss roll (discretised into weighted centroids), r = 4 ReLU", {
+        "example": "swiss_roll", "quick_overrides": ["theory.nodes=256", "target.points=[10, 3]"], "tol": {"Q": 0.10, "M": 0.10, "G": 0.10},
+        "ratio_tol": (7.5, 4.0)}),
     "times_grid": Entry("densities", "Beyond: a grid of five training times t", {
         "example": "fig2", "overrides": ["train.times=[0.1, 0.3, 0.5, 0.7, 0.9]",
                                          "train.time_weights=[0.2, 0.2, 0.2, 0.2, 0.2]"],

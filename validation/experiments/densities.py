@@ -23,6 +23,8 @@ def run(ctx: Context, name: str, title: str, example: str, overrides=(), quick_o
         ratio_tol: float = 3.0, cov_tol: float | None = None, training_plot: bool = False,
         caption: str = "") -> Outcome:
     size = QUICK if ctx.quick else FULL
+    if isinstance(ratio_tol, (tuple, list)):  # (quick, full)
+        ratio_tol = ratio_tol[0] if ctx.quick else ratio_tol[1]
     overrides = [*overrides, *(quick_overrides if ctx.quick else ())]
     problem = ctx.problem(example, d=size["d"], overrides=[f"sample.n={size['n']}", *overrides])
     out = Outcome(name, title)
