@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 import torch
 
 import hdae
@@ -20,16 +19,16 @@ from conftest import mnist_available, needs_mnist
 
 def test_quick_suite_passes_every_tolerance(tmp_path):
     """The whole quick run (every experiment, small d): exit 0, a report with every experiment,
-    at least one figure per experiment that ran, each figure embedded."""
-    if not mnist_available():
-        pytest.skip("MNIST IDX files not found: the MNIST experiments would error")
+    at least one figure per experiment that ran, each figure embedded. Only fig5 (waiting for
+    the library's generations) and, without the data, the MNIST experiments may skip."""
+    may_skip = {"fig5"} if mnist_available() else {"fig3_4", "fig5", "fig7"}
     code = vmain.main(["--quick", "--out", str(tmp_path)])
     report = (tmp_path / "report.md").read_text()
     assert code == 0, report[:3000]
     for name in REGISTRY:
         section = report.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
         if "skipped" in section.split("\n", 3)[2]:
-            assert name == "fig5", section[:500]  # only fig5 may wait for the library's generations
+            assert name in may_skip, section[:500]
             continue
         figures = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", section)
         assert figures and all((tmp_path / f).stat().st_size > 10_000 for f in figures), (name, figures)

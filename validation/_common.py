@@ -120,6 +120,19 @@ class Context:
         return p.with_overrides(seed=p.seed + self.seed) if self.seed else p
 
 
+def mnist_missing(outcome: Outcome) -> bool:
+    """True (and ``outcome`` marked skipped) when the MNIST IDX files cannot be found."""
+    import hdae
+    from hdae.targets import DEFAULT_MNIST_DIR, resolve_data_dir
+
+    try:
+        resolve_data_dir(DEFAULT_MNIST_DIR)
+        return False
+    except hdae.ConfigError as err:
+        outcome.status, outcome.message = "skipped", f"no MNIST data ({err}; set HDAE_MNIST_DIR)"
+        return True
+
+
 def machine() -> str:
     """CPU, cores, threads, load and library versions, in one line."""
     import numba

@@ -20,7 +20,7 @@ import numpy as np
 import hdae
 from hdae import plotting
 
-from .._common import Context, Outcome, fmt, md_table
+from .._common import Context, Outcome, mnist_missing, fmt, md_table
 from ._agree import sample_table
 
 FULL = {"replicas": 6, "n": 4000}
@@ -38,6 +38,8 @@ def _problem(ctx: Context, n: int):
 def run(ctx: Context, name: str, title: str, se_tol: float = 4.0) -> Outcome:
     size = QUICK if ctx.quick else FULL
     out = Outcome(name, title)
+    if mnist_missing(out):
+        return out
     problem = _problem(ctx, size["n"])
     out.settings = (f"the MNIST-sevens Gaussian (d = {problem.d}), tau = {problem.train.tau:g} per generation, "
                     f"{GENERATIONS} generations, {size['replicas']} replicas, {problem.sample.n} samples, "
