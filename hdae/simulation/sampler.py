@@ -16,14 +16,13 @@ from .. import activations
 
 
 def sample_finite_d(w, b, coefficients, n: int, basis, activation: str, generator, batch: int = 4096,
-                    memory_budget: int = 256 * 2**20, keep_x: bool = False):
+                    memory_budget: int = 256 * 2**20):
     """Generate ``n`` samples per replica and return their projections.
 
     w (n_rep, d, r) and b (n_rep,) torch tensors; ``basis`` E (d, R) tensor.
     Returns (E^T X (n_rep, n, R), Z = w^T X/sqrt d (n_rep, n, r)) at the grid's last time.
     Samples are generated at most ``batch`` per replica at a time, and so that one batch of X
     (n_rep x batch x d numbers) stays within ``memory_budget`` bytes; X is updated in place.
-    ``keep_x``: also return the d-dim samples X (n_rep, n, d) as a third element.
     """
     sigma, _ = activations.torch_pair(activation)
     n_rep, d, r = w.shape
@@ -32,7 +31,7 @@ def sample_finite_d(w, b, coefficients, n: int, basis, activation: str, generato
     A = coefficients.drift_scale(b.cpu().numpy()[:, None])  # (n_rep, n_steps)
     scale = torch.as_tensor(1.0 + coefficients.dt[None, :] * A, dtype=w.dtype, device=w.device)
     batch = max(1, min(batch, n, memory_budget // (n_rep * d * w.element_size())))
-    projected, latent, full = [], [], []
+    projected, latent = [], []
     for start in range(0, n, batch):
         m = min(batch, n - start)
         X = torch.randn((n_rep, m, d), generator=generator, device=w.device, dtype=w.dtype)
@@ -46,8 +45,4 @@ def sample_finite_d(w, b, coefficients, n: int, basis, activation: str, generato
                 X.add_(noise, alpha=math.sqrt(coefficients.noise_var[k]))
         projected.append(X @ basis)
         latent.append(torch.bmm(X, w) / sd)
-        if keep_x:
-            full.append(X.clone())
-    if keep_x:
-        return torch.cat(projected, 1), torch.cat(latent, 1), torch.cat(full, 1)
     return torch.cat(projected, 1), torch.cat(latent, 1)
