@@ -22,6 +22,8 @@ def command(theory, simulation, tol):
     the statistic's scale (max |simulation|), the simulation's replica spread, and the deviation
     of the replica means; then, per sampled training time, the generated samples' moments and
     their energy distance next to its noise floor (two independent halves of the simulation).
+    Files with several generations (--generations) are compared generation by generation, followed
+    by the model-collapse table (variance, modes, distance to the target per generation).
 
     \b
     Example:
@@ -29,17 +31,23 @@ def command(theory, simulation, tol):
     """
     th, sm = hdae.read(theory), hdae.read(simulation)
     try:
-        rows = cmp.compare_training(th, sm)
+        rows = cmp.compare_generations(th, sm)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f"training: {len(cmp.common_checkpoints(th.train.theta, sm.train.theta)[0])} common checkpoints, "
-               f"theta up to {min(th.train.theta[-1], sm.train.theta[-1]):.4g}; simulation d = {sm.d}, "
-               f"{sm.n_replicas} replica(s)")
-    click.echo(cmp.format_training(rows))
-    if th.sample is not None and sm.sample is not None:
-        click.echo("\ngenerated samples (projections on the observation space):")
-        click.echo(cmp.format_samples(cmp.compare_samples(th, sm)))
+    if not rows:
+        raise click.ClickException("the two files share no generation with training statistics")
+    th0, sm0 = th.generation(0), sm.generation(0)
+    click.echo(f"training: {len(cmp.common_checkpoints(th0.train.theta, sm0.train.theta)[0])} common checkpoints, "
+               f"theta up to {min(th0.train.theta[-1], sm0.train.theta[-1]):.4g}; simulation d = {sm.d}, "
+               f"{sm.n_replicas} replica(s)" + (f", {len(rows)} generations" if len(rows) > 1 else ""))
+    click.echo(cmp.format_generations(rows))
+    if th.n_generations > 1 or sm.n_generations > 1:
+        from hdae import collapse
+
+        click.echo("\nmodel collapse (replica 0, last sampled training time; dist: energy distance to the target):")
+        click.echo(collapse.format_table({"theory": collapse.diagnostics(th), "simulation": collapse.diagnostics(sm)}))
     if tol is not None:
-        bad = [r.name for r in rows if r.scale > 0 and r.relative > tol]
+        bad = [f"{r.name} (generation {row.generation})" if len(rows) > 1 else r.name
+               for row in rows for r in row.training if r.scale > 0 and r.relative > tol]
         if bad:
             raise click.ClickException(f"deviation above tol = {tol:g} of scale for: {', '.join(bad)}")

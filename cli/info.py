@@ -19,11 +19,21 @@ def command(file, show_config):
     r = hdae.read(file)
     click.echo(f"{file}: {r.kind}, status {r.status}{' (' + r.message + ')' if r.message else ''}")
     click.echo(f"  hdae {r.hdae_version}, created {r.created}, device {r.device}, wall time {r.wall_time_s:.3f} s")
-    click.echo(f"  seed {r.seed}, d = {r.d}, replicas {r.n_replicas}, checkpoints {len(r.train.theta)} "
-               f"(theta {r.train.theta[0]:.4g} .. {r.train.theta[-1]:.4g})")
-    if r.sample is not None:
-        click.echo(f"  samples: {r.sample.projected.shape[2]} per training time at theta = "
-                   f"{', '.join(f'{t:.4g}' for t in r.sample.theta)}")
+    click.echo(f"  seed {r.seed}, d = {r.d}, replicas {r.n_replicas}"
+               + (f", generations {r.n_generations}" if r.n_generations > 1 else ""))
+    for g in range(r.n_generations):
+        run = r.generation(g)
+        head = f"  generation {g} ({run.status}, {run.wall_time_s:.3f} s): " if r.n_generations > 1 else "  "
+        click.echo(f"{head}checkpoints {len(run.train.theta)} (theta {run.train.theta[0]:.4g} .. "
+                   f"{run.train.theta[-1]:.4g})" if len(run.train.theta) else f"{head}no checkpoint")
+        if run.sample is not None:
+            click.echo(f"  {'  ' if r.n_generations > 1 else ''}samples: {run.sample.projected.shape[2]} per training "
+                       f"time at theta = {', '.join(f'{t:.4g}' for t in run.sample.theta)}")
+    if r.n_generations > 1 and all(r.generation(g).sample is not None for g in range(r.n_generations)):
+        from hdae import collapse
+
+        click.echo("  model collapse (replica 0):")
+        click.echo("    " + collapse.format_table({r.kind: collapse.diagnostics(r)}).replace("\n", "\n    "))
     for k, v in sorted(r.attrs.items()):
         click.echo(f"  {k}: {v}")
     if show_config:

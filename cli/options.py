@@ -24,6 +24,10 @@ quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bar (it on
 seed = click.option("--seed", type=click.IntRange(min=0), default=None, help="Override the problem's seed.")
 dimension = click.option("--d", "d", type=click.IntRange(min=2), default=None,
                          help="Ambient dimension (overrides target.d).")
+generations = click.option(
+    "--generations", "-g", type=click.IntRange(min=1), default=None, metavar="G",
+    help="Model collapse: G generations (g = 0..G-1), generation g+1 trained on what generation g generates "
+         "(default: generations.count of the problem, 1). Files then hold one group /generation/<g>/ each.")
 no_sample = click.option("--no-sample", is_flag=True, help="Skip the generative sampling (training only).")
 
 

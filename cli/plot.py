@@ -16,26 +16,47 @@ from . import options as o
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A simulation file to draw under the theory (or a theory file over a simulation).")
 @o.output
-@click.option("--what", type=click.Choice(["auto", "density", "training"]), default="auto", show_default=True,
+@click.option("--what", type=click.Choice(["auto", "density", "training", "generations", "collapse"]), default="auto",
+              show_default=True,
               help="density: generated densities per sampled training time (paper Figs. 1-3); "
-                   "training: summary statistics against theta (Figs. 6-7); auto: density when samples exist.")
+                   "training: summary statistics against theta (Figs. 6-7); generations: model collapse, the "
+                   "target and each generation's density (Fig. 5); collapse: variance, modes and distance to the "
+                   "target per generation; auto: generations for multi-generation files, else density when "
+                   "samples exist. density/training draw --generation G of a multi-generation file.")
+@click.option("--generation", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which generation density/training draw.")
 @o.force
 @o.user_errors
-def command(file, against, output, what, force):
+def command(file, against, output, what, generation, force):
     """Draw a result: generated densities or training curves, theory dashed over simulation.
 
     \b
     Examples:
       hdae plot theory.h5 --against sim.h5 -o densities.png
       hdae plot theory.h5 --against sim.h5 --what training -o training.png
+      hdae plot collapse_theory.h5 --against collapse.h5 -o fig5.png          # generations
+      hdae plot collapse_theory.h5 --against collapse.h5 --what collapse -o collapse.png
     """
     from hdae import plotting
 
     check_writable(output, force)
     main = hdae.read(file)
     other = hdae.read(against) if against is not None else None
+    multi = main.n_generations > 1 or (other is not None and other.n_generations > 1)
+    if what == "auto" and multi:
+        what = "generations"
     try:
-        plotting.plot_file(main, other, output, what)
-    except ValueError as err:  # e.g. --what density for files without samples
+        if what in ("generations", "collapse"):
+            if not multi:
+                raise ValueError(f"--what {what} draws files with several generations (--generations)")
+            from hdae.plot_collapse import plot_collapse_file
+
+            plot_collapse_file(main, other, output, what)
+        else:
+            pick = lambda r: None if r is None else r.generation(min(generation, r.n_generations - 1))  # noqa: E731
+            if generation >= main.n_generations:
+                raise ValueError(f"generation {generation} is not in {file} ({main.n_generations} generation(s))")
+            plotting.plot_file(pick(main), pick(other), output, what)
+    except (ValueError, IndexError) as err:  # e.g. --what density for files without samples
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {output}", err=True)

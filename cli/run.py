@@ -21,19 +21,26 @@ from . import options as o
               help="Independent simulation runs (the theory follows each one from its own w_0).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @o.seed
+@o.generations
 @o.force
 @o.quiet
 @o.user_errors
-def command(problem_file, example, overrides, out_dir, d, replicas, device, seed, force, quiet):
+def command(problem_file, example, overrides, out_dir, d, replicas, device, seed, generations, force, quiet):
     """The main job: simulate, solve the theory from the same initial weights, compare, plot.
 
     \b
     Example (the paper's Fig. 1 at d = 1000, about half a minute on a laptop CPU):
       hdae run --example fig1 -o out/fig1
+
+    \b
+    Model collapse (paper Fig. 5): three generations, each trained on the previous one's samples;
+    adds generations.png (target and each generation's density) and collapse.png (variance, modes,
+    distance to the target against the generation):
+      hdae run --example fig1 --generations 3 -o out/fig1_collapse
     """
     problem = o.load(problem_file, example, overrides, d, seed)
     outputs = pipeline.run(problem, out_dir, replicas=replicas, device=device, force=force,
-                           progress=None if not quiet else False)
+                           progress=None if not quiet else False, generations=generations)
     click.echo(outputs.report())
     for name, path in outputs.files.items():
         click.echo(f"{name:<11}{path}", err=True)

@@ -20,11 +20,13 @@ from . import options as o
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when torch sees a GPU, else CPU.")
 @o.seed
+@o.generations
 @o.no_sample
 @o.force
 @o.quiet
 @o.user_errors
-def command(problem_file, example, overrides, output, d, replicas, device, seed, no_sample, force, quiet):
+def command(problem_file, example, overrides, output, d, replicas, device, seed, generations, no_sample, force,
+            quiet):
     """Finite-d ground truth: online SGD of the DAE in d dimensions, then the d-dimensional sampler.
 
     Realises PROBLEM_FILE (or --example NAME) in d dimensions, trains by online SGD exactly as
@@ -37,9 +39,10 @@ def command(problem_file, example, overrides, output, d, replicas, device, seed,
       hdae simulate --example fig1 -o sim.h5
       hdae simulate my.toml --d 4000 --replicas 8 --device cuda -o sim.h5
       hdae simulate --example fig2 --set train.lr=0.1 --no-sample -o sim.h5
+      hdae simulate --example fig1 --generations 3 --replicas 2 -o collapse.h5
     """
     check_writable(output, force)
     problem = o.load(problem_file, example, overrides, d, seed)
     result = simulate(problem, replicas=replicas, device=device, progress=None if not quiet else False,
-                      sample=not no_sample)
+                      sample=not no_sample, generations=generations)
     o.finish(result, output, force, quiet)

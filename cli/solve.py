@@ -22,11 +22,12 @@ from . import options as o
                    "report at its checkpoints. Without PROBLEM_FILE/--example, its stored problem is used.")
 @o.dimension
 @o.seed
+@o.generations
 @o.no_sample
 @o.force
 @o.quiet
 @o.user_errors
-def command(problem_file, example, overrides, output, init_from, d, seed, no_sample, force, quiet):
+def command(problem_file, example, overrides, output, init_from, d, seed, generations, no_sample, force, quiet):
     """Theory: integrate the summary-statistic ODEs (Result 2.1), then the generated density (Result 2.2).
 
     The theory's cost does not depend on d. Its starting point is, in order of precedence:
@@ -41,6 +42,7 @@ def command(problem_file, example, overrides, output, init_from, d, seed, no_sam
       hdae solve --example fig1 -o theory.h5
       hdae solve --init-from sim.h5 -o theory.h5
       hdae solve my.toml --set theory.init=limit --set theory.dt=0.02 -o theory.h5
+      hdae solve --init-from collapse.h5 -o collapse_theory.h5   # every generation of the simulation
     """
     check_writable(output, force)
     if init_from is not None and d is not None:
@@ -52,5 +54,6 @@ def command(problem_file, example, overrides, output, init_from, d, seed, no_sam
             problem = hdae.read(init_from).problem.with_overrides(*overrides, **extra)
     else:
         problem = o.load(problem_file, example, overrides, d, seed)
-    result = solve(problem, init_from=init_from, progress=None if not quiet else False, sample=not no_sample)
+    result = solve(problem, init_from=init_from, progress=None if not quiet else False, sample=not no_sample,
+                   generations=generations)
     o.finish(result, output, force, quiet)

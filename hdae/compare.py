@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .results import TRAIN_STATS, Result, checkpoint_index
+from .results import TRAIN_OPTIONAL, TRAIN_STATS, Result, checkpoint_index
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,15 @@ def _paired(theory: np.ndarray, sim: np.ndarray):
 
 
 def compare_training(theory: Result, simulation: Result) -> list[StatisticComparison]:
-    """Per statistic (Q, Omega, M, G, b): deviations over the checkpoints both files share."""
+    """Per statistic (Q, Omega, M, G, b, and for generations >= 1 the overlap with the previous
+    generation's weights): deviations over the checkpoints both files share."""
     it, is_ = common_checkpoints(theory.train.theta, simulation.train.theta)
     if len(it) == 0:
         raise ValueError("the two files share no checkpoint")
     out = []
-    for name in TRAIN_STATS:
+    names = TRAIN_STATS + tuple(k for k in TRAIN_OPTIONAL
+                                if getattr(theory.train, k) is not None and getattr(simulation.train, k) is not None)
+    for name in names:
         th = getattr(theory.train, name)[:, it]
         sm = getattr(simulation.train, name)[:, is_]
         if th.shape[2:] != sm.shape[2:]:
@@ -143,6 +146,39 @@ def compare_samples(theory: Result, simulation: Result, max_samples: int = 2000,
         out.append(SampleComparison(float(theory.sample.theta[i]), float(rows[:, 0].max()), float(rows[:, 1].max()),
                                     float(rows[:, 2].max()), float(rows[worst, 3]), float(rows[worst, 4])))
     return out
+
+
+@dataclass(frozen=True)
+class GenerationComparison:
+    """Theory against simulation for one generation: training rows and (when both have samples) sample rows."""
+
+    generation: int
+    training: list
+    samples: list
+
+
+def compare_generations(theory: Result, simulation: Result) -> list[GenerationComparison]:
+    """:func:`compare_training` and :func:`compare_samples` generation by generation (a single run is
+    generation 0); only the generations both results hold."""
+    out = []
+    for g in range(min(theory.n_generations, simulation.n_generations)):
+        th, sm = theory.generation(g), simulation.generation(g)
+        if th.train is None or sm.train is None or len(th.train.theta) == 0 or len(sm.train.theta) == 0:
+            break
+        samples = compare_samples(th, sm) if th.sample is not None and sm.sample is not None else []
+        out.append(GenerationComparison(g, compare_training(th, sm), samples))
+    return out
+
+
+def format_generations(rows: list[GenerationComparison]) -> str:
+    """The tables of :func:`compare_generations`, one block per generation (no header for a single run)."""
+    blocks = []
+    for row in rows:
+        text = format_training(row.training)
+        if row.samples:
+            text += "\n\ngenerated samples (projections on the observation space):\n" + format_samples(row.samples)
+        blocks.append(text if len(rows) == 1 else f"== generation {row.generation} ==\n{text}")
+    return "\n\n".join(blocks)
 
 
 def format_training(rows: list[StatisticComparison]) -> str:

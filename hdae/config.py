@@ -68,6 +68,12 @@ SECTIONS: dict[str, dict] = {
         "spectral_bins": (lambda k, v: _int(k, v, 0), 0),
         "divergence": (lambda k, v: _num(k, v, 0.0, lo_open=True), 1e6),
     },
+    "generations": {
+        "count": (lambda k, v: _int(k, v, 1), 1),
+        "discretisation": (lambda k, v: _choice(k, v, ("kmeans", "histogram", "samples")), "kmeans"),
+        "points": (lambda k, v: _int(k, v, 1), 256),
+        "latent_samples": (lambda k, v: _int(k, v, 1), 20000),
+    },
     "simulation": {
         "dtype": (lambda k, v: _choice(k, v, ("float64", "float32")), "float64"),
         "chunk": (lambda k, v: _int(k, v, 1), 256),
@@ -130,6 +136,19 @@ class TheorySpec:
 
 
 @dataclass(frozen=True)
+class GenerationsSpec:
+    """Model collapse (Remark 4.1): ``count`` generations g = 0..count-1, generation g+1 trained on
+    what generation g generates. The theory discretises the law of Z at the last training time into
+    ``points`` weighted points (``discretisation``: weighted k-means of ``latent_samples`` samples of
+    the r-dim recursion, a histogram, or raw samples); derivation note section 7."""
+
+    count: int
+    discretisation: str
+    points: int
+    latent_samples: int
+
+
+@dataclass(frozen=True)
 class SimulationSpec:
     dtype: str
     chunk: int
@@ -155,6 +174,7 @@ class Problem:
     sample: SampleSpec
     theory: TheorySpec
     simulation: SimulationSpec
+    generations: GenerationsSpec = GenerationsSpec(1, "kmeans", 256, 20000)
     name: str = ""
     description: str = field(default="", repr=False)
 
@@ -277,6 +297,10 @@ def resolve(cfg: dict) -> dict:
         _check_increasing("train.checkpoints", train["checkpoints"], train["tau"])
     sample = out["sample"]
     sample.setdefault("thetas", [train["tau"]])
+    if out["generations"]["count"] > 1 and not any(abs(t - train["tau"]) <= 1e-12 * max(1.0, train["tau"])
+                                                   for t in sample["thetas"]):
+        # every generation is sampled where it hands its density on to the next: recorded in the config
+        sample["thetas"] = sorted(sample["thetas"] + [train["tau"]])
     _check_increasing("sample.thetas", sample["thetas"], train["tau"], allow_empty=True)
     return out
 
@@ -337,7 +361,8 @@ def build_problem(cfg: dict) -> Problem:
                         density_grid=sm["density_grid"])
     return Problem(config=cfg, seed=cfg["seed"], target=target, observation_basis=basis, model=model,
                    init=init, train=train, sample=sample, theory=TheorySpec(**cfg["theory"]),
-                   simulation=SimulationSpec(**cfg["simulation"]), name=cfg["name"],
+                   simulation=SimulationSpec(**cfg["simulation"]),
+                   generations=GenerationsSpec(**cfg["generations"]), name=cfg["name"],
                    description=cfg["description"])
 
 

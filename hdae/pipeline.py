@@ -14,26 +14,42 @@ from .results import Result, check_writable
 class RunOutputs:
     simulation: Result
     theory: Result
-    training: list  # compare.StatisticComparison rows
-    samples: list  # compare.SampleComparison rows
+    generations: list  # compare.GenerationComparison per generation (one for a single run)
     files: dict  # name -> path
 
+    @property
+    def training(self) -> list:
+        """Generation 0's compare.StatisticComparison rows."""
+        return self.generations[0].training
+
+    @property
+    def samples(self) -> list:
+        """Generation 0's compare.SampleComparison rows."""
+        return self.generations[0].samples
+
     def report(self) -> str:
-        text = compare.format_training(self.training)
-        if self.samples:
-            text += "\n\ngenerated samples (projections on the observation space):\n" + compare.format_samples(self.samples)
+        text = compare.format_generations(self.generations)
+        if self.simulation.n_generations > 1:
+            from . import collapse
+
+            text += ("\n\nmodel collapse (replica 0, last sampled training time; dist: energy distance to the target):\n"
+                     + collapse.format_table({"theory": collapse.diagnostics(self.theory),
+                                              "simulation": collapse.diagnostics(self.simulation)}))
         return text
 
 
 FILES = {"simulation": "simulation.h5", "theory": "theory.h5", "report": "comparison.txt",
-         "densities": "densities.png", "training": "training.png"}
+         "densities": "densities.png", "training": "training.png", "generations": "generations.png",
+         "collapse": "collapse.png"}
 
 
 def run(problem: Problem, out_dir, replicas: int = 1, device: str = "auto", force: bool = False,
-        progress: bool | None = False, plots: bool = True) -> RunOutputs:
+        progress: bool | None = False, plots: bool = True, generations: int | None = None) -> RunOutputs:
     """Simulate ``problem`` (finite d), solve the theory from the simulation's initial weights,
     compare, and write everything into ``out_dir`` (simulation.h5, theory.h5, comparison.txt,
-    densities.png, training.png). Existing files are kept unless ``force``."""
+    densities.png, training.png; with several generations also generations.png (paper Fig. 5)
+    and collapse.png, the densities and training curves then being generation 0's). Existing
+    files are kept unless ``force``."""
     out = Path(out_dir)
     paths = {k: out / v for k, v in FILES.items()}
     for p in paths.values():
@@ -41,22 +57,28 @@ def run(problem: Problem, out_dir, replicas: int = 1, device: str = "auto", forc
     from .simulation import simulate
     from .theory import solve
 
-    sim = simulate(problem, replicas=replicas, device=device, progress=progress)
+    sim = simulate(problem, replicas=replicas, device=device, progress=progress, generations=generations)
     sim.write(paths["simulation"], force=force)
     if not sim.ok:
         raise RuntimeError(f"simulation stopped: {sim.message} (saved to {paths['simulation']})")
     theory = solve(problem, init_from=sim, progress=progress)
     theory.write(paths["theory"], force=force)
-    training = compare.compare_training(theory, sim)
-    samples = compare.compare_samples(theory, sim) if theory.sample is not None and sim.sample is not None else []
-    result = RunOutputs(sim, theory, training, samples, {k: paths[k] for k in ("simulation", "theory", "report")})
+    rows = compare.compare_generations(theory, sim)
+    result = RunOutputs(sim, theory, rows, {k: paths[k] for k in ("simulation", "theory", "report")})
     paths["report"].write_text(result.report() + "\n")
     if plots:
         from . import plotting
 
-        if samples:
-            plotting.plot_file(theory, sim, paths["densities"], "density")
+        th0, sim0 = theory.generation(0), sim.generation(0)
+        if rows[0].samples:
+            plotting.plot_file(th0, sim0, paths["densities"], "density")
             result.files["densities"] = paths["densities"]
-        plotting.plot_file(theory, sim, paths["training"], "training")
+        plotting.plot_file(th0, sim0, paths["training"], "training")
         result.files["training"] = paths["training"]
+        if sim.n_generations > 1 and all(r.samples for r in rows):
+            from .plot_collapse import plot_collapse_file
+
+            for what in ("generations", "collapse"):
+                plot_collapse_file(theory, sim, paths[what], what)
+                result.files[what] = paths[what]
     return result

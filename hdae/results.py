@@ -6,11 +6,20 @@ Layout (``Result.write``)::
                         seed, device, wall_time_s, status, message, d, replica_axis, + extras
     /train/theta (n_ckpt)       /train/Q (.., n_ckpt, r, r)    /train/Omega (.., n_ckpt, K, r, r)
     /train/M (.., n_ckpt, r, K) /train/G (.., n_ckpt, r, R)    /train/b (.., n_ckpt)
+    /train/overlap (.., n_ckpt, r, r)   [generations >= 1: C = w^T w_prev/d, overlap with the previous
+                                         generation's final weights]
     /init/w (n_replicas, d, r)  /init/b (n_replicas)           [when explicit weights exist]
+    /final/w (n_replicas, d, r) /final/b (n_replicas)          [simulation: the trained weights]
     /sample/theta (n_s)         /sample/projected (.., n_s, n, R)   [+ /sample/Z, /sample/S, and on
                                 request /sample/density (.., n_s, N, N) with /sample/density_x, _y (.., n_s, N)]
     /target/weights (K) /target/means (K, R) /target/covariances (K, R, R): projected target
     /extra/...                  producer-specific arrays (e.g. the theory's per-bin trajectories)
+
+A run with several generations (model collapse, ``generations.count`` > 1) has no /train,
+/sample, /init, /final at the root; instead one group per generation, each with exactly the
+layout above and its own status attributes::
+
+    /generation/<g>/train/...  /generation/<g>/sample/...  /generation/<g>/init/...  ...
 
 ``..`` is the leading replica axis (n_replicas): always present in simulation files, present
 in theory files only when the theory was started from a multi-replica simulation
@@ -33,6 +42,7 @@ import numpy as np
 from ._version import __version__
 
 TRAIN_STATS = ("Q", "Omega", "M", "G", "b")
+TRAIN_OPTIONAL = ("overlap",)
 SAMPLE_OPTIONAL = ("Z", "S", "density", "density_x", "density_y")
 
 
@@ -63,10 +73,12 @@ class TrainRecord:
     M: np.ndarray  # (n_rep, n_ckpt, r, K)
     G: np.ndarray  # (n_rep, n_ckpt, r, R)
     b: np.ndarray  # (n_rep, n_ckpt)
+    overlap: np.ndarray | None = None  # (n_rep, n_ckpt, r, r): w^T w_prev/d (generations >= 1)
 
     def truncated(self, n: int) -> "TrainRecord":
         """The first ``n`` checkpoints (what was computed before a divergence)."""
-        return TrainRecord(self.theta[:n], *(getattr(self, k)[:, :n] for k in TRAIN_STATS))
+        return TrainRecord(self.theta[:n], *(getattr(self, k)[:, :n] for k in TRAIN_STATS),
+                           overlap=None if self.overlap is None else self.overlap[:, :n])
 
 
 @dataclass
@@ -90,11 +102,13 @@ class Result:
     config_text: str
     seed: int
     d: int
-    train: TrainRecord
+    train: TrainRecord | None  # None for a run of several generations (see ``generations``)
     device: str = "cpu"
     wall_time_s: float = 0.0
     init_w: np.ndarray | None = None  # (n_rep, d, r)
     init_b: np.ndarray | None = None  # (n_rep,)
+    final_w: np.ndarray | None = None  # (n_rep, d, r): trained weights (simulation)
+    final_b: np.ndarray | None = None  # (n_rep,)
     sample: SampleRecord | None = None
     target: dict | None = None  # {'weights','means','covariances'} of the projected target
     status: str = "success"  # 'success' | 'diverged'
@@ -102,12 +116,28 @@ class Result:
     replica_axis: bool = True
     extras: dict = field(default_factory=dict)  # name -> array, stored under /extra
     attrs: dict = field(default_factory=dict)  # more root attributes (str/number)
+    generations: list = field(default_factory=list)  # [Result] per generation g = 0, 1, ... (model collapse)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     hdae_version: str = __version__
 
     @property
     def n_replicas(self) -> int:
-        return self.train.Q.shape[0]
+        return (self.train if self.train is not None else self.generations[0].train).Q.shape[0]
+
+    @property
+    def n_generations(self) -> int:
+        """1 for a single run, else the number of generations stored."""
+        return len(self.generations) or 1
+
+    def generation(self, g: int) -> "Result":
+        """Generation ``g`` as a Result with today's layout (generation 0 of a single run is itself)."""
+        if not self.generations:
+            if g != 0:
+                raise IndexError(f"this result holds a single generation, not generation {g}")
+            return self
+        if not 0 <= g < len(self.generations):
+            raise IndexError(f"generation {g} is not stored (0..{len(self.generations) - 1})")
+        return self.generations[g]
 
     @property
     def ok(self) -> bool:
@@ -137,7 +167,6 @@ class Result:
         return path
 
     def _fill(self, f: h5py.File):
-        drop = (lambda a: a) if self.replica_axis else (lambda a: a[0])
         attrs = {
             "kind": self.kind, "hdae_version": self.hdae_version, "created": self.created,
             "config": self.config_text, "seed": self.seed, "device": self.device,
@@ -145,18 +174,37 @@ class Result:
             "d": self.d, "replica_axis": self.replica_axis, "n_replicas": self.n_replicas,
         }
         attrs.update(self.attrs)
-        for k, v in attrs.items():
-            f.attrs[k] = str(v) if isinstance(v, str) else v  # plain str (e.g. torch's version type)
+        if self.generations:
+            attrs["n_generations"] = len(self.generations)
+        _set_attrs(f, attrs)
+        if not self.generations:
+            self._fill_data(f)
+        else:
+            for name, values in (("target", self.target), ("extra", self.extras)):
+                if values:
+                    grp = f.create_group(name)
+                    for k, v in values.items():
+                        grp.create_dataset(k, data=v)
+        for g, sub in enumerate(self.generations):
+            grp = f.create_group(f"generation/{g}")
+            _set_attrs(grp, {"status": sub.status, "message": sub.message, "wall_time_s": float(sub.wall_time_s),
+                             **sub.attrs})
+            sub._fill_data(grp)
+
+    def _fill_data(self, f):
+        drop = (lambda a: a) if self.replica_axis else (lambda a: a[0])
         g = f.create_group("train")
         g.create_dataset("theta", data=self.train.theta)
-        for k in TRAIN_STATS:
-            g.create_dataset(k, data=drop(getattr(self.train, k)), compression="gzip")
-        if self.init_w is not None or self.init_b is not None:
-            g = f.create_group("init")
-            if self.init_w is not None:
-                g.create_dataset("w", data=self.init_w, compression="gzip")
-            if self.init_b is not None:
-                g.create_dataset("b", data=self.init_b)
+        for k in TRAIN_STATS + TRAIN_OPTIONAL:
+            if getattr(self.train, k) is not None:
+                g.create_dataset(k, data=drop(getattr(self.train, k)), compression="gzip")
+        for name, w, b in (("init", self.init_w, self.init_b), ("final", self.final_w, self.final_b)):
+            if w is not None or b is not None:
+                g = f.create_group(name)
+                if w is not None:
+                    g.create_dataset("w", data=w, compression="gzip")
+                if b is not None:
+                    g.create_dataset("b", data=b)
         if self.sample is not None:
             g = f.create_group("sample")
             g.create_dataset("theta", data=self.sample.theta)
@@ -189,27 +237,54 @@ class Result:
         with h5py.File(path, "r") as f:
             a = dict(f.attrs)
             rep = bool(a.pop("replica_axis"))
-            add = (lambda x: x) if rep else (lambda x: x[None])
-            tr = f["train"]
-            train = TrainRecord(tr["theta"][()], *(add(tr[k][()]) for k in TRAIN_STATS))
-            init_w = f["init/w"][()] if "init/w" in f else None
-            init_b = f["init/b"][()] if "init/b" in f else None
-            sample = None
-            if "sample" in f:
-                s = f["sample"]
-                sample = SampleRecord(s["theta"][()], add(s["projected"][()]),
-                                      *(add(s[k][()]) if k in s else None for k in SAMPLE_OPTIONAL))
-            target = {k: v[()] for k, v in f["target"].items()} if "target" in f else None
-            extras = {k: v[()] for k, v in f["extra"].items()} if "extra" in f else {}
-        core = {k: a.pop(k) for k in ("kind", "config", "seed", "d", "device", "wall_time_s", "status",
-                                      "message", "created", "hdae_version")}
-        a.pop("n_replicas", None)
-        return cls(kind=str(core["kind"]), config_text=str(core["config"]), seed=int(core["seed"]), d=int(core["d"]),
-                   train=train, device=str(core["device"]), wall_time_s=float(core["wall_time_s"]), init_w=init_w,
-                   init_b=init_b, sample=sample, target=target, status=str(core["status"]),
-                   message=str(core["message"]), replica_axis=rep, extras=extras,
-                   attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in a.items()},
-                   created=str(core["created"]), hdae_version=str(core["hdae_version"]))
+            core = {k: a.pop(k) for k in ("kind", "config", "seed", "d", "device", "wall_time_s", "status",
+                                          "message", "created", "hdae_version")}
+            a.pop("n_replicas", None)
+            n_gen = int(a.pop("n_generations", 0))
+            common = dict(kind=str(core["kind"]), config_text=str(core["config"]), seed=int(core["seed"]),
+                          d=int(core["d"]), device=str(core["device"]), replica_axis=rep,
+                          created=str(core["created"]), hdae_version=str(core["hdae_version"]))
+            generations = []
+            for g in range(n_gen):
+                grp = f[f"generation/{g}"]
+                ga = {k: _plain_attr(v) for k, v in grp.attrs.items()}
+                generations.append(cls(**common, **_read_data(grp, rep), status=str(ga.pop("status")),
+                                       message=str(ga.pop("message")), wall_time_s=float(ga.pop("wall_time_s")),
+                                       attrs=ga))
+            data = _read_data(f, rep) if not n_gen else {
+                "train": None, "target": {k: v[()] for k, v in f["target"].items()} if "target" in f else None,
+                "extras": {k: v[()] for k, v in f["extra"].items()} if "extra" in f else {}}
+        return cls(**common, **data, wall_time_s=float(core["wall_time_s"]), status=str(core["status"]),
+                   message=str(core["message"]), attrs={k: _plain_attr(v) for k, v in a.items()},
+                   generations=generations)
+
+
+def _plain_attr(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _set_attrs(obj, attrs: dict):
+    for k, v in attrs.items():
+        obj.attrs[k] = str(v) if isinstance(v, str) else v  # plain str (e.g. torch's version type)
+
+
+def _read_data(f, rep: bool) -> dict:
+    """The data groups of one run (the root of a single run, or /generation/<g>)."""
+    add = (lambda x: x) if rep else (lambda x: x[None])
+    tr = f["train"]
+    train = TrainRecord(tr["theta"][()], *(add(tr[k][()]) for k in TRAIN_STATS),
+                        **{k: add(tr[k][()]) for k in TRAIN_OPTIONAL if k in tr})
+    out = {"train": train}
+    for name in ("init", "final"):
+        out[f"{name}_w"] = f[f"{name}/w"][()] if f"{name}/w" in f else None
+        out[f"{name}_b"] = f[f"{name}/b"][()] if f"{name}/b" in f else None
+    if "sample" in f:
+        s = f["sample"]
+        out["sample"] = SampleRecord(s["theta"][()], add(s["projected"][()]),
+                                     *(add(s[k][()]) if k in s else None for k in SAMPLE_OPTIONAL))
+    out["target"] = {k: v[()] for k, v in f["target"].items()} if "target" in f else None
+    out["extras"] = {k: v[()] for k, v in f["extra"].items()} if "extra" in f else {}
+    return out
 
 
 def check_writable(path, force: bool = False):

@@ -102,6 +102,11 @@ class SamplerCoefficients:
         return s
 
 
+    def orthogonal_variance_batch(self, b) -> np.ndarray:
+        """:meth:`orthogonal_variance` for skip connections b (n,): shape (n, n_steps + 1)."""
+        return np.array([self.orthogonal_variance(float(x)) for x in np.asarray(b, dtype=float).reshape(-1)])
+
+
 def checkpoint_steps(thetas, d: int, lr: float) -> np.ndarray:
     """SGD step indices mu = round(theta d/(2 eta)) of training times theta (unique, sorted);
     the times SGD actually reaches are 2 eta mu/d (section 1: theta = 2 eta mu/d)."""

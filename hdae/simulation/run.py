@@ -1,4 +1,9 @@
-"""``simulate``: realise a problem in d dimensions, train by online SGD, sample, return a Result."""
+"""``simulate``: realise a problem in d dimensions, train by online SGD, sample, return a Result.
+
+With ``generations`` > 1 (model collapse, Remark 4.1), the student of generation g+1 is trained
+on fresh samples of generation g's d-dimensional sampler (:class:`GeneratedData`), replica by
+replica, and every generation is stored with today's layout plus its final weights.
+"""
 from __future__ import annotations
 
 import platform
@@ -11,8 +16,9 @@ from .. import schedules, targets
 from ..schedules import checkpoint_steps
 from ..config import Problem
 from ..progress import progress_bar
+from ..collapse import collapse_extras
 from ..results import Result, SampleRecord, TrainRecord
-from .sampler import sample_finite_d
+from .sampler import GeneratedData, sample_finite_d
 from .sgd import MixtureSampler, OnlineSGD, summary_statistics
 
 _MEMORY_BUDGET = 256 * 2**20  # bytes of pre-drawn noise per chunk
@@ -34,8 +40,34 @@ def describe_device(dev: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+class _Generation:
+    """What one generation's statistics are measured against (torch tensors on the device).
+
+    eig (K, d), cents (K, d), basis (d, R): the original target (M and G always refer to the
+    original centroids and observation space); for generation g >= 1 also the previous
+    generation's final weights ``w_prev`` (n, d, r) and the W-perp variance ``S_prev`` (n,) of its
+    sampler: then Omega is the generated target's w^T (S_prev Proj(W_prev-perp)) w/d (one cluster)
+    and ``overlap`` = w^T w_prev/d."""
+
+    def __init__(self, eig, cents, basis, w_prev=None, S_prev=None):
+        self.eig, self.cents, self.basis = eig, cents, basis
+        self.w_prev, self.S_prev = w_prev, S_prev
+
+    def statistics(self, w, b) -> dict:
+        stats = summary_statistics(w, b, self.eig, self.cents, self.basis)
+        if self.w_prev is not None:
+            d = w.shape[1]
+            C = torch.bmm(w.transpose(1, 2), self.w_prev) / d
+            Qp = torch.linalg.pinv(torch.bmm(self.w_prev.transpose(1, 2), self.w_prev) / d, hermitian=True)
+            in_w = C @ Qp @ C.transpose(1, 2)
+            stats["Omega"] = (self.S_prev[:, None, None] * (stats["Q"] - in_w)).unsqueeze(1)
+            stats["overlap"] = C
+        return stats
+
+
 def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: str = "auto",
-             seed: int | None = None, progress: bool | None = False, sample: bool = True) -> Result:
+             seed: int | None = None, progress: bool | None = False, sample: bool = True,
+             generations: int | None = None) -> Result:
     """Run the finite-d ground truth of ``problem``: SGD, then the sampler at ``sample.thetas``.
 
     Parameters
@@ -44,16 +76,20 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     replicas : independent runs batched into one computation (leading axis of every statistic).
     device : 'auto', 'cpu' or 'cuda'. progress : show a bar (None: when stderr is a tty).
     sample : run the generative sampler at the sampled training times.
+    generations : number of generations (default ``generations.count``, 1): generation g+1 is
+        trained on fresh samples of generation g's sampler (its final weights, at theta = tau).
 
-    Returns a :class:`~hdae.results.Result` of kind 'simulation'. If the weights diverge, the
-    result has status 'diverged', a message naming the step and theta, and the checkpoints
-    computed before.
+    Returns a :class:`~hdae.results.Result` of kind 'simulation' (with one generation) or one whose
+    ``generations`` hold one Result per generation. If the weights diverge, the result has status
+    'diverged', a message naming the step and theta, and the checkpoints computed before.
     """
     overrides = {}
     if d is not None and d != problem.d:
         overrides["target.d"] = int(d)
     if seed is not None and seed != problem.seed:
         overrides["seed"] = int(seed)
+    if generations is not None and generations != problem.generations.count:
+        overrides["generations.count"] = int(generations)
     if overrides:
         problem = problem.with_overrides(**overrides)
     if replicas < 1:
@@ -64,23 +100,66 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     t_start = time.perf_counter()
 
     realised = targets.realise(problem.target, problem.observation_basis, d)
-    w0 = targets.initial_weights(problem.target, problem.init, problem.model.width, d, seed, replicas)
-    b0 = np.full(replicas, problem.model.skip)
-    tr = problem.train
-    sgd = OnlineSGD(MixtureSampler(realised, dev, dtype), tr.interpolant.alpha(tr.times), tr.interpolant.beta(tr.times),
-                    tr.time_weights, tr.lr, tr.weight_decay, problem.model.activation, dev, dtype)
-    generator = torch.Generator(device=dev).manual_seed(seed)
-
     as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     eig, cents, basis = as_t(realised.eigenvalues), as_t(realised.centroids), as_t(realised.basis)
-    w, b = as_t(w0).clone(), as_t(b0).clone()
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
+    weights, means, covs = problem.target.projected(problem.observation_basis)
+    common = dict(kind="simulation", config_text=problem.config_text, seed=seed, d=d, replica_axis=True,
+                  target={"weights": weights, "means": means, "covariances": covs})
 
+    data, measure = MixtureSampler(realised, dev, dtype), _Generation(eig, cents, basis)
+    runs = []
+    n_gen = problem.generations.count
+    for g in range(n_gen):
+        t_gen = time.perf_counter()
+        w0 = targets.initial_weights(problem.target, problem.init, problem.model.width, d, seed, replicas, g)
+        label = f"simulate d={d} x{replicas}" + (f" gen {g}" if n_gen > 1 else "")
+        train, samples, w, b, status, message, n_steps = _train_and_sample(
+            problem, data, measure, as_t(w0).clone(), as_t(np.full(replicas, problem.model.skip)).clone(), generator, coeffs,
+            sample, progress, label)
+        if n_gen > 1 and message:
+            message = f"generation {g}: {message}"
+        runs.append(Result(**common, train=train, device=describe_device(dev), init_w=w0,
+                           init_b=np.full(replicas, problem.model.skip), final_w=w.cpu().numpy(),
+                           final_b=b.cpu().numpy(), sample=samples, status=status, message=message,
+                           wall_time_s=time.perf_counter() - t_gen, attrs={"n_steps": n_steps, "generation": g}))
+        if status != "success":
+            break
+        S_prev = as_t(coeffs.orthogonal_variance_batch(b.cpu().numpy())[:, -1])
+        data = GeneratedData(w.clone(), b.clone(), coeffs, problem.model.activation)
+        measure = _Generation(eig, cents, basis, w.clone(), S_prev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    attrs = {"dtype": problem.simulation.dtype, "lambda_avg": problem.target.average_eigenvalue(d),
+             "torch_version": torch.__version__}
+    wall = time.perf_counter() - t_start
+    if n_gen == 1:
+        run = runs[0]
+        run.wall_time_s, run.attrs = wall, {**attrs, "n_steps": run.attrs["n_steps"]}
+        return run
+    last = runs[-1]
+    result = Result(**common, train=None, device=describe_device(dev), wall_time_s=wall, status=last.status,
+                    message=last.message, generations=runs, attrs=attrs)
+    result.extras.update(collapse_extras(result))
+    return result
+
+
+def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, progress, label):
+    """One generation: online SGD on ``data`` from (w, b) in place, statistics at the checkpoints,
+    samples at ``sample.thetas``. Returns (train, samples, w, b, status, message, steps done)."""
+    tr = problem.train
+    d = w.shape[1]
+    replicas = w.shape[0]
+    dev, dtype = w.device, w.dtype
+    sgd = OnlineSGD(data, tr.interpolant.alpha(tr.times), tr.interpolant.beta(tr.times), tr.time_weights, tr.lr,
+                    tr.weight_decay, problem.model.activation, dev, dtype)
     steps = checkpoint_steps(tr.checkpoints, d, tr.lr)
     sample_steps = set(checkpoint_steps(problem.sample.thetas, d, tr.lr).tolist()) if sample else set()
     chunk = max(1, min(problem.simulation.chunk, _MEMORY_BUDGET // (2 * replicas * d * w.element_size())))
     records, snapshots = [], {}
     status, message = "success", ""
-    bar = progress_bar(int(steps[-1]), f"simulate d={d} x{replicas}", progress)
+    bar = progress_bar(int(steps[-1]), label, progress)
     done = 0
     try:
         for target_step in steps:
@@ -93,35 +172,26 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
                 break
             bar.update(int(target_step - done))
             done = int(target_step)
-            records.append({k: v.cpu().numpy() for k, v in summary_statistics(w, b, eig, cents, basis).items()})
+            records.append({k: v.cpu().numpy() for k, v in measure.statistics(w, b).items()})
             if done in sample_steps:
                 snapshots[done] = (w.clone(), b.clone())
     finally:
         bar.close()
 
     n_ok = len(records)
-    stack = lambda k: np.stack([r[k] for r in records], axis=1) if records else None  # noqa: E731
+    stack = lambda k: np.stack([r[k] for r in records], axis=1) if records and k in records[0] else None  # noqa: E731
     theta = 2 * tr.lr * steps[:n_ok] / d
-    train = TrainRecord(theta, *(stack(k) for k in ("Q", "Omega", "M", "G", "b")))
+    train = TrainRecord(theta, *(stack(k) for k in ("Q", "Omega", "M", "G", "b")), overlap=stack("overlap"))
 
     sample_record = None
     if snapshots:
-        coeffs = schedules.sampler_coefficients(tr.interpolant, problem.sample.noise, problem.sample.grid)
         proj, lat = [], []
         for step in sorted(snapshots):
             ws, bs = snapshots[step]
-            p, z = sample_finite_d(ws, bs, coeffs, problem.sample.n, basis, problem.model.activation, generator,
-                                   problem.simulation.sample_batch)
+            p, z = sample_finite_d(ws, bs, coeffs, problem.sample.n, measure.basis, problem.model.activation,
+                                   generator, problem.simulation.sample_batch)
             proj.append(p.cpu().numpy())
             lat.append(z.cpu().numpy())
         sample_record = SampleRecord(theta=2 * tr.lr * np.array(sorted(snapshots)) / d,
                                      projected=np.stack(proj, 1), Z=np.stack(lat, 1))
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    weights, means, covs = problem.target.projected(problem.observation_basis)
-    return Result(kind="simulation", config_text=problem.config_text, seed=seed, d=d, train=train,
-                  device=describe_device(dev), wall_time_s=time.perf_counter() - t_start, init_w=w0, init_b=b0,
-                  sample=sample_record, target={"weights": weights, "means": means, "covariances": covs},
-                  status=status, message=message, replica_axis=True,
-                  attrs={"n_steps": int(done), "dtype": problem.simulation.dtype,
-                         "lambda_avg": problem.target.average_eigenvalue(d), "torch_version": torch.__version__})
+    return train, sample_record, w, b, status, message, int(done)

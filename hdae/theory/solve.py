@@ -7,10 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import schedules, targets
+from ..collapse import collapse_extras
 from ..config import ConfigError, Problem
+from ..generated import GeneratedTarget, discretise
 from ..progress import progress_bar
 from ..results import Result, SampleRecord, TrainRecord, checkpoint_index
 from . import quadrature, transport
+from .linalg import sym_sqrt
 from .ode import State, TrainingSetup, integrate
 
 
@@ -45,7 +48,7 @@ def initial_state(problem: Problem, mode: str, d: int | None = None, w0=None, b0
     return reduced, [State(q[i], m[i], g[i], float(bs[i])) for i in range(len(w0))]
 
 
-def generated_density(problem: Problem, train: TrainRecord, thetas, seed: int) -> SampleRecord:
+def generated_density(problem: Problem, train: TrainRecord, thetas, seed: int, generation: int = 0) -> SampleRecord:
     """Theory samples of the generated density at training times ``thetas`` (each must be one
     of ``train.theta``): Z from the r-dim recursion, S, and E^T X by Corollary 2.3."""
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
@@ -58,7 +61,7 @@ def generated_density(problem: Problem, train: TrainRecord, thetas, seed: int) -
     S = np.empty((n_rep, len(idx)))
     for rep in range(n_rep):
         for j, i in enumerate(idx):
-            rng = np.random.default_rng([seed, 7, rep, j])
+            rng = np.random.default_rng([seed, 7, rep, j] if generation == 0 else [seed, 7, rep, j, generation])
             proj[rep, j], Z[rep, j], S[rep, j] = transport.generated_samples(
                 train.Q[rep, i], train.G[rep, i], float(train.b[rep, i]), coeffs, problem.sample.n,
                 problem.model.activation, rng)
@@ -89,7 +92,7 @@ def _density_on_grid(record: SampleRecord, train: TrainRecord, idx, n_grid: int,
 
 
 def solve(problem: Problem | None = None, init_from=None, progress: bool | None = False,
-          sample: bool = True) -> Result:
+          sample: bool = True, generations: int | None = None) -> Result:
     """Integrate the summary-statistic ODEs of ``problem`` and return a 'theory' Result.
 
     Parameters
@@ -102,12 +105,17 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
         snapped to SGD steps as in ``simulate``) and 'limit' (d -> infinity).
     progress : show a bar (None: when stderr is a tty).
     sample : also compute the generated density at ``sample.thetas`` (Result 2.2, Corollary 2.3).
+    generations : number of generations (default: the simulation's, else ``generations.count``).
+        Generation g+1's target is the density generation g generates at theta = tau, its law of Z
+        discretised into weighted points (derivation note section 7, :mod:`hdae.generated`); with
+        ``init_from`` each generation's student starts from the simulation's w_0 of that generation
+        and its overlap with the simulation's previous weights.
     """
     t_start = time.perf_counter()
     sim = None
     if init_from is not None:
         sim = init_from if isinstance(init_from, Result) else Result.read(Path(init_from))
-        if sim.init_w is None:
+        if sim.generation(0).init_w is None:
             raise ConfigError("init_from", "the file holds no initial weights (/init/w)")
         if problem is None:
             problem = sim.problem
@@ -121,67 +129,206 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
                                                "(only [train], [sample], [theory] may differ)")
     if problem is None:
         raise ConfigError("problem", "give a problem or a simulation to start from")
+    n_gen = generations if generations is not None else (sim.n_generations if sim is not None
+                                                         else problem.generations.count)
+    if sim is not None and n_gen > sim.n_generations:
+        raise ConfigError("generations", f"the simulation holds {sim.n_generations} generation(s), {n_gen} asked for")
+    if n_gen != problem.generations.count:
+        problem = problem.with_overrides(**{"generations.count": int(n_gen)})
+    if n_gen > 1 and sim is not None and sim.generation(0).final_w is None:
+        raise ConfigError("init_from", "the file holds no final weights (/final/w): simulate it again")
+
     th, tr = problem.theory, problem.train
-    sample_thetas = []
     if sim is not None:
-        reduced, states = initial_state(problem, "realised", sim.d, sim.init_w, sim.init_b)
-        t_out = sim.train.theta
-        sample_thetas = sim.sample.theta if sim.sample is not None else _snapped_thetas(
-            problem.sample.thetas, sim.d, tr.lr)
+        t_out = sim.generation(0).train.theta
         if t_out[0] != 0.0:
             raise ConfigError("init_from", "the simulation's first checkpoint is not theta = 0")
+        sim0 = sim.generation(0)
+        sample_thetas = sim0.sample.theta if sim0.sample is not None else _snapped_thetas(
+            problem.sample.thetas, sim.d, tr.lr)
         init_desc = "simulation initial weights"
     elif th.init == "realised":
-        reduced, states = initial_state(problem, "realised")
         t_out = _snapped_thetas(tr.checkpoints, problem.d, tr.lr)
         sample_thetas = _snapped_thetas(problem.sample.thetas, problem.d, tr.lr)
         init_desc = f"realised w_0 (d = {problem.d}, seed = {problem.seed})"
     else:
-        reduced, states = initial_state(problem, "limit")
         t_out = tr.checkpoints
         sample_thetas = problem.sample.thetas
         init_desc = "d -> infinity limit of the initialisation"
 
     r, T = problem.model.width, len(tr.times)
     nodes = quadrature.choose(TrainingSetup.integration_dim(r, T), problem.model.activation, th.quadrature, th.nodes)
-    setup = TrainingSetup(reduced=reduced, activation=problem.model.activation, alphas=tr.interpolant.alpha(tr.times),
-                          betas=tr.interpolant.beta(tr.times), omegas=tr.time_weights, lr=tr.lr,
-                          weight_decay=tr.weight_decay, nodes=nodes)
+    runs, previous = [], None
+    for g in range(n_gen):
+        t_gen = time.perf_counter()
+        if g == 0:
+            if sim is not None:
+                reduced, states = initial_state(problem, "realised", sim.d, sim0.init_w, sim0.init_b)
+            else:
+                reduced, states = initial_state(problem, th.init)
+            start = [(reduced, st, None) for st in states]
+        else:
+            start = generation_start(problem, runs[-1], previous, g, sim, th.init)
+        run, previous = _solve_generation(problem, start, nodes, t_out, sample_thetas if sample else [], g, progress,
+                                          n_gen)
+        run.wall_time_s = time.perf_counter() - t_gen
+        run.attrs.update({"init": init_desc, "quadrature": nodes.rule, "quadrature_size": nodes.size,
+                          "quadrature_nodes": len(nodes.weights), "integrator": th.integrator, "dt": th.dt})
+        runs.append(run)
+        if not run.ok:
+            break
+    if n_gen == 1:
+        runs[0].wall_time_s = time.perf_counter() - t_start
+        runs[0].attrs.pop("generation")
+        return runs[0]
+    weights, means, covs = problem.target.projected(problem.observation_basis)
+    result = Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=None,
+                    device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
+                    target={"weights": weights, "means": means, "covariances": covs}, status=runs[-1].status,
+                    message=runs[-1].message, replica_axis=runs[0].replica_axis, generations=runs,
+                    attrs={"init": init_desc})
+    result.extras.update(collapse_extras(result))
+    return result
 
-    n_rep = len(states)
-    bar = progress_bar(n_rep * (len(t_out) - 1), f"solve x{n_rep}", progress)
+
+def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, n_gen):
+    """Integrate one generation from ``start`` = [(reduced target, State, GeneratedTarget or None)] per
+    replica. Returns (Result of this generation, [GeneratedTarget of the next generation per replica])."""
+    th, tr = problem.theory, problem.train
+    n_rep = len(start)
+    label = f"solve x{n_rep}" + (f" gen {g}" if n_gen > 1 else "")
+    bar = progress_bar(n_rep * (len(t_out) - 1), label, progress)
     trajectories, status, message, n_rhs = [], "success", "", 0
     try:
-        for state0 in states:
+        for reduced, state0, _ in start:
+            setup = TrainingSetup(reduced=reduced, activation=problem.model.activation,
+                                  alphas=tr.interpolant.alpha(tr.times), betas=tr.interpolant.beta(tr.times),
+                                  omegas=tr.time_weights, lr=tr.lr, weight_decay=tr.weight_decay, nodes=nodes)
             sol = integrate(state0, setup, t_out, th.integrator, th.dt, th.rtol, th.atol, th.divergence,
                             callback=lambda t: bar.update(1))
             n_rhs += sol.n_rhs
             trajectories.append([State.unpack(y, state0.shapes) for y in sol.y])
             if not sol.ok:
-                status, message = "diverged" if sol.status == 1 else "failed", sol.message
+                status = "diverged" if sol.status == 1 else "failed"
+                message = sol.message if n_gen == 1 else f"generation {g}: {sol.message}"
                 break
     finally:
         bar.close()
 
     n_ok = min(len(tj) for tj in trajectories)
     trajectories = [tj[:n_ok] for tj in trajectories]
-    agg = [[st.aggregates(reduced.s) for st in tj] for tj in trajectories]
+    reduceds = [red for red, _, _ in start[:len(trajectories)]]
+    agg = [[st.aggregates(red.s) for st in tj] for tj, red in zip(trajectories, reduceds)]
     pick = lambda i: np.array([[a[i] for a in row] for row in agg])  # noqa: E731
     b = np.array([[st.b for st in tj] for tj in trajectories])
-    train = TrainRecord(np.asarray(t_out[:n_ok]), pick(0), pick(1), pick(2), pick(3), b)
-    extras = {
-        "bins_p": reduced.p, "bins_s": reduced.s, "bins_label": np.array(reduced.labels, dtype="S"),
-        "bins_q": np.array([[st.q for st in tj] for tj in trajectories]),
-        "bins_m": np.array([[st.m for st in tj] for tj in trajectories]),
-        "bins_g": np.array([[st.g for st in tj] for tj in trajectories]),
-    }
-    sample_thetas = [th for th in sample_thetas if th <= train.theta[-1] + 1e-12]
-    sample_record = generated_density(problem, train, sample_thetas, problem.seed) if sample and sample_thetas else None
+    Q, Omega, M, G = pick(0), pick(1), pick(2), pick(3)
+    overlap = None
+    if g > 0:
+        # the generated target's clusters share one covariance: keep one Omega; M refers to the original
+        # centroids through the observation space (exact when they lie in it, as for every shipped example)
+        Omega = Omega[:, :, :1]
+        M = G @ (problem.target.centroids @ problem.observation_basis).T
+        overlap = np.array([[gen.overlap_from_bins(st.m[0], basis_Q) for st in tj]
+                            for tj, (_, _, (gen, basis_Q)) in zip(trajectories, start)])
+    train = TrainRecord(np.asarray(t_out[:n_ok]), Q, Omega, M, G, b, overlap=overlap)
+    extras = {"bins_p": reduceds[0].p, "bins_s": reduceds[0].s,
+              "bins_label": np.array(reduceds[0].labels, dtype="S"),
+              "bins_q": np.array([[st.q for st in tj] for tj in trajectories])}
+    if g == 0:  # the generated targets' m (r x J per bin) are stored through their points instead
+        extras["bins_m"] = np.array([[st.m for st in tj] for tj in trajectories])
+        extras["bins_g"] = np.array([[st.g for st in tj] for tj in trajectories])
+    else:
+        extras.update(_target_extras([gen for _, _, (gen, _) in start]))
+    sample_thetas = [t for t in sample_thetas if t <= train.theta[-1] + 1e-12]
+    sample_record = generated_density(problem, train, sample_thetas, problem.seed, g) if sample_thetas else None
     weights, means, covs = problem.target.projected(problem.observation_basis)
-    return Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=train,
-                  device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
-                  sample=sample_record, target={"weights": weights, "means": means, "covariances": covs},
-                  status=status, message=message, replica_axis=n_rep > 1, extras=extras,
-                  attrs={"init": init_desc, "quadrature": nodes.rule, "quadrature_size": nodes.size,
-                         "quadrature_nodes": len(nodes.weights), "integrator": th.integrator, "dt": th.dt,
-                         "n_rhs": n_rhs, "lambda_avg": reduced.average_eigenvalue, "n_bins": reduced.n_bins})
+    result = Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=train,
+                    device="cpu (numba)", sample=sample_record,
+                    target={"weights": weights, "means": means, "covariances": covs}, status=status,
+                    message=message, replica_axis=n_rep > 1, extras=extras,
+                    attrs={"n_rhs": n_rhs, "lambda_avg": reduceds[0].average_eigenvalue,
+                           "n_bins": reduceds[0].n_bins, "generation": g})
+    nxt = None
+    if result.ok and g + 1 < n_gen:
+        nxt = [generated_target(problem, train, rep, g, reduceds[rep].d) for rep in range(n_rep)]
+    return result, nxt
+
+
+def _target_extras(gens) -> dict:
+    """The discretised targets of a generation (one per replica), padded to a common number of points."""
+    J = max(t.n_clusters for t in gens)
+    pts = np.zeros((len(gens), J, gens[0].width))
+    wts = np.zeros((len(gens), J))
+    for i, t in enumerate(gens):
+        pts[i, :t.n_clusters], wts[i, :t.n_clusters] = t.points, t.weights
+    return {"target_points": pts, "target_weights": wts, "target_S": np.array([t.S for t in gens]),
+            "target_Q": np.array([t.Q for t in gens]), "target_G": np.array([t.G for t in gens])}
+
+
+def generated_target(problem: Problem, train: TrainRecord, rep: int, g: int, d) -> GeneratedTarget:
+    """The target of generation g+1: what replica ``rep`` of generation g generates at its last
+    checkpoint, the law of Z discretised into ``generations.points`` weighted points."""
+    gs = problem.generations
+    Q, G, b = train.Q[rep, -1], train.G[rep, -1], float(train.b[rep, -1])
+    coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
+    rng = np.random.default_rng([problem.seed, 11, g, rep])
+    Z = transport.sample_latent(Q, b, coeffs, gs.latent_samples, problem.model.activation, rng)
+    if not np.all(np.isfinite(Z)):
+        raise FloatingPointError(f"generation {g}: the generated samples are not finite (b = {b:.4g})")
+    points, weights = discretise(Z, gs.points, gs.discretisation, seed=problem.seed + 7919 * (g + 1))
+    return GeneratedTarget(points=points, weights=weights, Q=Q, G=G, S=float(coeffs.orthogonal_variance(b)[-1]), d=d)
+
+
+def generation_start(problem: Problem, previous_run: Result, targets_: list, g: int, sim, mode: str):
+    """Reduced targets and initial states of generation g >= 1, one per replica.
+
+    With a simulation: the student's exact Q', G' from the simulation's w_0 of generation g and its
+    overlap C = w'^T w_prev/d with the simulation's final weights of generation g-1 (whose Q, G
+    define W). Without: the problem's initialisation ('realised': w_0 drawn as ``simulate`` does for
+    generation g, C's random part drawn from its Gaussian law; 'limit': C from the warm start only),
+    with w_prev's latent coordinates taken from its observation overlaps G (exact when the
+    observation space spans the latent directions)."""
+    init, basis = problem.init, problem.observation_basis
+    width, k = problem.model.width, problem.target.latent_dim
+    out = []
+    for rep, gen in enumerate(targets_):
+        reduced = gen.reduce()
+        b0 = problem.model.skip
+        Q_basis = G_basis = None
+        if sim is not None:
+            d = sim.d
+            cur, prev = sim.generation(g), sim.generation(g - 1)
+            w0, wp = cur.init_w[rep], prev.final_w[rep]
+            realised = targets.realise(problem.target, basis, d)
+            Qs, Gs, C = w0.T @ w0 / d, w0.T @ realised.basis / np.sqrt(d), w0.T @ wp / d
+            Q_basis, G_basis = wp.T @ wp / d, wp.T @ realised.basis / np.sqrt(d)
+            b0 = float(cur.init_b[rep])
+        else:
+            if mode == "realised":
+                d = problem.d
+                w0 = targets.initial_weights(problem.target, init, width, d, problem.seed, 1, g)[0]
+                Qs, Gs = w0.T @ w0 / d, w0.T @ targets.realise(problem.target, basis, d).basis / np.sqrt(d)
+                latent = w0[:k] / np.sqrt(d)
+                rest = gen.Q - gen.G @ gen.G.T  # Gram of w_prev outside the observation space (times 1/d)
+                rng = np.random.default_rng([problem.seed, 13, g, rep])
+                C_random = init.scale / np.sqrt(d) * rng.standard_normal((width, width)) @ sym_sqrt(rest)
+            else:
+                red0, _ = targets.reduce(problem.target, basis, None, 0)
+                q, _, g0 = targets.limit_initial_statistics(red0, problem.target, init, width, basis)
+                Qs, Gs = q.sum(0), g0.sum(0)
+                latent = _warm_latent(problem)
+                C_random = 0.0
+            C = latent.T @ basis @ gen.G.T + C_random
+        q, m, gg = gen.student_bins(Qs, Gs, C, Q_basis, G_basis)
+        out.append((reduced, State(q, m, gg, float(b0)), (gen, gen.Q if Q_basis is None else Q_basis)))
+    return out
+
+
+def _warm_latent(problem: Problem) -> np.ndarray:
+    """The warm-start part of w_0's latent coordinates divided by sqrt(d), (k, r)."""
+    init, width = problem.init, problem.model.width
+    u = np.zeros((problem.target.latent_dim, width))
+    if init.warm_norm > 0:
+        dirs = init.warm_directions[:width]
+        u[:, :len(dirs)] = init.warm_norm * (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).T
+    return u

@@ -1,0 +1,161 @@
+"""Model-collapse diagnostics: how the generated density changes over generations.
+
+For each generation g, on the projected samples E^T X of its last sampled training time:
+
+* ``variance`` (R,): the variance along each observation direction, and ``total`` their sum;
+* ``modes``: the modes of a Gaussian kernel density estimate (Scott's bandwidth) of the first
+  two observation coordinates on a grid: every grid cell climbs to its highest neighbour, each
+  local maximum collects the probability of the cells that reach it, and maxima holding at
+  least ``min_mass`` of it count as modes (``mode_weights``, largest first);
+* ``distance``: the energy distance to samples of the ORIGINAL target's projection (the same
+  number of samples, drawn with a fixed seed), so every generation is measured against one law.
+
+The same estimator is applied to theory and simulation samples, so the two columns compare like
+with like. Pure functions of arrays; :func:`diagnostics` reads a multi-generation Result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compare import energy_distance
+from .mixtures import gaussian_mixture_density
+
+
+@dataclass(frozen=True)
+class GenerationDiagnostics:
+    generation: int
+    theta: float
+    variance: np.ndarray  # (R,)
+    total: float
+    mode_weights: np.ndarray  # (n_modes,), largest first
+    distance: float
+
+    @property
+    def n_modes(self) -> int:
+        return len(self.mode_weights)
+
+
+def kde_grid(samples: np.ndarray, n_grid: int = 96, pad: float = 3.0):
+    """Gaussian KDE (Scott's rule, per-coordinate bandwidth) of samples (n, D), D = 1 or 2, on a
+    grid spanning the samples +- ``pad`` bandwidths. Returns (axes [(n_grid,)] * D, density (n_grid,)*D)."""
+    x = np.asarray(samples, dtype=float)
+    n, D = x.shape
+    sd = x.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    h = sd * n ** (-1.0 / (D + 4))
+    axes = [np.linspace(x[:, i].min() - pad * h[i], x[:, i].max() + pad * h[i], n_grid) for i in range(D)]
+    mesh = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, D)
+    dens = gaussian_mixture_density(mesh, x, np.diag(h**2))
+    return axes, dens.reshape((n_grid,) * D)
+
+
+def grid_modes(density: np.ndarray, cell: float, min_mass: float = 0.02) -> np.ndarray:
+    """Masses of the modes of a density on a regular 1-D or 2-D grid (cell = cell volume), largest
+    first: hill climbing to the highest of the 3^D neighbours, pointer jumping to the maxima."""
+    f = np.asarray(density, dtype=float)
+    shape = f.shape
+    idx = np.arange(f.size).reshape(shape)
+    best_val = f.copy()
+    best_idx = idx.copy()
+    pad_val = np.pad(f, 1, constant_values=-np.inf)
+    pad_idx = np.pad(idx, 1, constant_values=-1)
+    offsets = np.array(np.meshgrid(*([[-1, 0, 1]] * f.ndim), indexing="ij")).reshape(f.ndim, -1).T
+    for off in offsets:
+        sl = tuple(slice(1 + o, 1 + o + s) for o, s in zip(off, shape))
+        v, i = pad_val[sl], pad_idx[sl]
+        better = v > best_val
+        best_val = np.where(better, v, best_val)
+        best_idx = np.where(better, i, best_idx)
+    nxt = best_idx.ravel()
+    while True:
+        jumped = nxt[nxt]
+        if np.array_equal(jumped, nxt):
+            break
+        nxt = jumped
+    mass = np.bincount(nxt, weights=f.ravel() * cell, minlength=f.size)
+    total = mass.sum()
+    if total <= 0:
+        return np.zeros(0)
+    w = mass[mass > 0] / total
+    return np.sort(w[w >= min_mass])[::-1]
+
+
+def sample_diagnostics(samples: np.ndarray, reference: np.ndarray, generation: int = 0, theta: float = float("nan"),
+                       min_mass: float = 0.02, max_samples: int = 2000) -> GenerationDiagnostics:
+    """Diagnostics of projected samples (n, R) against samples of the original target (m, R)."""
+    x = np.asarray(samples, dtype=float)
+    axes, dens = kde_grid(x[:max_samples, :2])
+    cell = np.prod([a[1] - a[0] for a in axes])
+    var = x.var(0)
+    return GenerationDiagnostics(generation, float(theta), var, float(var.sum()), grid_modes(dens, cell, min_mass),
+                                 energy_distance(x[:max_samples], reference[:max_samples]))
+
+
+def target_samples(target: dict, n: int, seed: int = 0) -> np.ndarray:
+    """n samples of a projected Gaussian mixture {'weights', 'means', 'covariances'} (a Result's /target)."""
+    rng = np.random.default_rng(seed)
+    w, mu, cov = (np.asarray(target[k], dtype=float) for k in ("weights", "means", "covariances"))
+    comp = rng.choice(len(w), size=n, p=w / w.sum())
+    out = np.empty((n, mu.shape[1]))
+    for c in np.unique(comp):
+        sel = comp == c
+        out[sel] = rng.multivariate_normal(mu[c], cov[c], size=int(sel.sum()), method="eigh")
+    return out
+
+
+def diagnostics(result, replica: int = 0, n_reference: int = 2000) -> list[GenerationDiagnostics]:
+    """Per generation of ``result`` (theory or simulation, one or several generations), the diagnostics
+    of replica ``replica``'s samples at the last sampled training time."""
+    if result.target is None:
+        raise ValueError("the result holds no projected target (/target)")
+    reference = target_samples(result.target, n_reference, seed=result.seed)
+    out = []
+    for g in range(result.n_generations):
+        run = result.generation(g)
+        if run.sample is None:
+            raise ValueError(f"generation {g} holds no generated samples")
+        out.append(sample_diagnostics(run.sample.projected[replica, -1], reference, g, float(run.sample.theta[-1])))
+    return out
+
+
+def as_arrays(rows: list[GenerationDiagnostics]) -> dict:
+    """The diagnostics as arrays (for HDF5): variance (n_gen, R), total, n_modes, distance (n_gen,),
+    mode_weights (n_gen, max_modes) padded with zeros."""
+    width = max([r.n_modes for r in rows] + [1])
+    weights = np.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        weights[i, :r.n_modes] = r.mode_weights
+    return {"variance": np.array([r.variance for r in rows]), "total": np.array([r.total for r in rows]),
+            "n_modes": np.array([r.n_modes for r in rows]), "mode_weights": weights,
+            "distance": np.array([r.distance for r in rows])}
+
+
+def format_table(columns: dict[str, list[GenerationDiagnostics]]) -> str:
+    """One table, a row per generation, a block of columns per source (e.g. {'theory': .., 'simulation': ..})."""
+    names = list(columns)
+    head = f"{'gen':>4}" + "".join(f" | {n[:10]:>10} {'var':>21} {'total':>7} {'modes (weights)':>22} {'dist':>7}"
+                                   for n in names)
+    lines = [head]
+    for g in range(max(len(v) for v in columns.values())):
+        line = f"{g:>4}"
+        for n in names:
+            rows = columns[n]
+            if g >= len(rows):
+                line += " | " + " " * 72
+                continue
+            r = rows[g]
+            var = " ".join(f"{v:.3g}" for v in r.variance[:3])
+            modes = f"{r.n_modes} (" + ", ".join(f"{w:.2f}" for w in r.mode_weights[:3]) + ("..." if r.n_modes > 3 else "") + ")"
+            line += f" | {'':>10} {var:>21} {r.total:>7.3g} {modes:>22} {r.distance:>7.3g}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def collapse_extras(result) -> dict:
+    """The diagnostics of every replica-0 generation as ``collapse_*`` arrays for a result's /extra
+    (empty when a generation has no samples)."""
+    if any(result.generation(g).sample is None for g in range(result.n_generations)):
+        return {}
+    return {f"collapse_{k}": v for k, v in as_arrays(diagnostics(result)).items()}
