@@ -3,10 +3,10 @@
 
 Written against the generations contract of the library (the lead's issue):
 ``sim = hdae.simulate(problem, replicas=R, generations=3)`` and
-``th = hdae.solve(init_from=sim, generations=3)`` return Results whose ``.generations`` is a list of
-per-generation Results (each with .train and .sample), and ``hdae.collapse.diagnostics(result)``
-gives per-generation variance / modes / distance to target. Until ``simulate`` accepts
-``generations`` the experiment reports itself skipped.
+``th = hdae.solve(init_from=sim, generations=3)`` return Results holding one Result per generation
+(``result.generation(g)``, g = 0 trained on the target), ``hdae.collapse.diagnostics(result)`` gives
+per-generation variance / modes / distance to the target, and ``hdae.plot_collapse`` draws Fig. 5.
+Where ``simulate`` does not accept ``generations`` the experiment reports itself skipped.
 
 Checks: per generation, the generated variance along each principal direction, theory vs
 simulation, within ``se_tol`` standard errors of the simulation's replica mean; and collapse
@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 import hdae
-from hdae import plotting
 
 from .._common import Context, Outcome, mnist_missing, fmt, md_table
 from ._agree import sample_table
@@ -52,34 +51,36 @@ def run(ctx: Context, name: str, title: str, se_tol: float = 4.0) -> Outcome:
         out.status, out.message = "skipped", "needs generations support in hdae.simulate"
         return out
     th = hdae.solve(init_from=sim, generations=GENERATIONS)
-    gens_s, gens_t = sim.generations, th.generations
-    rows, var_rows = [], []
-    tot_s, tot_t = [], []
-    for g, (gs, gt) in enumerate(zip(gens_s, gens_t), start=1):
+    from hdae import collapse, plot_collapse
+
+    n_gen = min(sim.n_generations, th.n_generations)
+    var_rows, tot_s, tot_t = [], [], []
+    for g in range(n_gen):
+        gs, gt = sim.generation(g), th.generation(g)
         vs = gs.sample.projected[:, -1].var(1)  # (n_rep, R) at the last sampled time
         vt = gt.sample.projected[:, -1].var(1)
         se = vs.std(0, ddof=1) / np.sqrt(vs.shape[0])
         dev = np.abs(vt.mean(0) - vs.mean(0)) / np.maximum(se, 1e-3 * vs.mean(0).max())
         out.check(f"generation {g}: generated variance per principal direction, |theory - sim| / standard error",
-                  float(dev.max()), se_tol)
+                  float(dev.max()), se_tol, note=f"{vs.shape[0]} replicas")
         tot_s.append(float(vs.sum(1).mean()))
         tot_t.append(float(vt.sum(1).mean()))
         var_rows.append([str(g)] + [fmt(v) for v in vs.mean(0)[:2]] + [fmt(v) for v in vt.mean(0)[:2]])
-        rows.append((g, hdae.compare_samples(gt, gs)))
-    for g in range(1, len(tot_s)):
-        out.check(f"collapse: simulation total variance, generation {g + 1} / generation {g}", tot_s[g] / tot_s[g - 1],
+        out.table(f"Generation {g}: generated samples, theory vs simulation", sample_table(hdae.compare_samples(gt, gs)))
+    for g in range(1, n_gen):
+        out.check(f"collapse: simulation total variance, generation {g} / generation {g - 1}", tot_s[g] / tot_s[g - 1],
                   1.0)
-        out.check(f"collapse: theory total variance, generation {g + 1} / generation {g}", tot_t[g] / tot_t[g - 1], 1.0)
-    out.table("Generated variance along the top-2 principal directions, replica means",
+        out.check(f"collapse: theory total variance, generation {g} / generation {g - 1}", tot_t[g] / tot_t[g - 1], 1.0)
+    out.table("Generated variance along the top-2 principal directions at the last training time, replica means "
+              "(generation 0 is trained on the target)",
               md_table(["generation", "sim var x1", "sim var x2", "theory var x1", "theory var x2"], var_rows))
-    for g, r in rows:
-        out.table(f"Generation {g}: generated samples, theory vs simulation", sample_table(r))
-    collapse = getattr(hdae, "collapse", None)
-    if collapse is not None and hasattr(collapse, "diagnostics"):
-        for kind, res in (("simulation", sim), ("theory", th)):
-            out.table(f"hdae.collapse.diagnostics ({kind})", "```\n" + str(collapse.diagnostics(res)) + "\n```")
-    for g, (gs, gt) in enumerate(zip(gens_s, gens_t), start=1):
-        fig = plotting.plot_densities(gt, gs, replica=0, title=f"{title}: generation {g}")
-        ctx.figure(out, fig, f"fig5_generation{g}", f"Fig. 5, generation {g}: theory (blue) over simulation (orange), "
-                                                    f"original target (green)")
+    out.table("hdae.collapse.diagnostics (replica 0: variance, modes, energy distance to the target)",
+              "```\n" + collapse.format_table({"theory": collapse.diagnostics(th), "simulation": collapse.diagnostics(sim)})
+              + "\n```")
+    ctx.figure(out, plot_collapse.plot_generations(th, sim, replica=0), "fig5",
+               "Fig. 5: the target, then each generation's generated density at tau (theory contours over the "
+               "simulation's histogram, replica 0), the original target in green")
+    ctx.figure(out, plot_collapse.plot_collapse(th, sim, replica=0), "fig5_collapse",
+               "Model collapse per generation: variance per direction and total, modes, distance to the target "
+               "(theory dashed, simulation solid)")
     return out

@@ -2,7 +2,7 @@
 
 Fig. 3: the generated density in the top-2 principal plane across training times (theory
 contours over the simulation's histogram). Fig. 4: generated images from ONE common initial
-noise X_0 across training times: the d-dim samples X (``sample_finite_d(..., keep_x=True)``)
+noise X_0 across training times: the d-dim samples X (``hdae.simulation.sampler.generate``)
 drawn as 28 x 28 images (pixels = 300 (V X + mean), V the principal eigenbasis the target lives
 in), their projection on the top-2 principal plane, and the theory's prediction of that
 projection for the same noise: Z follows the r-dim recursion of Result B.1 from Z_0 = w^T X_0/sqrt d
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from hdae import plotting, schedules, targets
-from hdae.simulation.sampler import sample_finite_d
+from hdae.simulation.sampler import generate
 from hdae.theory import transport
 from hdae.theory.linalg import pinv_sym
 
@@ -105,10 +105,11 @@ def _fig4(ctx, out, problem, th, n_paths: int, path_tol: float):
         step = int(np.rint(theta * problem.d / (2 * problem.train.lr)))
         w, b = tr.snapshots[step]
         # the same X_0 at every training time: the sampler's first draw from a generator seeded alike
-        gen = torch.Generator().manual_seed(problem.seed + 1000)
         x0 = torch.randn((1, n_paths, problem.d), generator=torch.Generator().manual_seed(problem.seed + 1000),
                          dtype=w.dtype)
-        proj, z, X = sample_finite_d(w, b, coeffs, n_paths, basis, problem.model.activation, gen, keep_x=True)
+        X = generate(w, b, coeffs, n_paths, problem.model.activation,
+                     torch.Generator().manual_seed(problem.seed + 1000))
+        proj = X @ basis
         z0 = (x0[0] @ w[0] / np.sqrt(problem.d)).numpy()
         e0 = (x0[0] @ basis).numpy()
         i = int(np.argmin(np.abs(th.train.theta - theta)))
