@@ -68,6 +68,9 @@ def main(argv=None) -> int:
               + (f" {o.message}" if o.message else ""), flush=True)
         for c in bad:
             print(f"    FAILED {c.label}: {c.value:.4g} vs tolerance {c.tolerance:.4g}", flush=True)
+        # the report so far after every experiment: a long run that is stopped still leaves one
+        write_report(ctx, outcomes, time.perf_counter() - t0, time.process_time() - c0,
+                     argv if argv is not None else sys.argv[1:], pending=names[len(outcomes):])
     path = write_report(ctx, outcomes, time.perf_counter() - t0, time.process_time() - c0,
                         argv if argv is not None else sys.argv[1:])
     failed = [o.name for o in outcomes if o.failed]

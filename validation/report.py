@@ -25,7 +25,7 @@ def _commit() -> str:
         return "n/a"
 
 
-def write_report(ctx: Context, outcomes, wall_s: float, cpu_s: float, argv) -> Path:
+def write_report(ctx: Context, outcomes, wall_s: float, cpu_s: float, argv, pending=()) -> Path:
     lines = ["# hdae validation report", ""]
     mode = "quick (small d, few replicas: the test-suite size)" if ctx.quick else "full (the paper's sizes)"
     lines += [f"- command: `python -m validation {' '.join(map(str, argv))}`",
@@ -35,6 +35,8 @@ def write_report(ctx: Context, outcomes, wall_s: float, cpu_s: float, argv) -> P
               f"- machine: {machine()}",
               f"- total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min); CPU time of the process {cpu_s:.0f} s "
               f"({cpu_s / 60:.1f} min: about the wall time on an idle machine with these threads)", ""]
+    if pending:
+        lines += [f"**Run in progress (or stopped): not yet run: {', '.join(pending)}**", ""]
     n_fail = sum(o.failed for o in outcomes)
     lines += [f"**{len(outcomes) - n_fail} of {len(outcomes)} experiments without failure**"
               + ("" if not n_fail else f"; failed: {', '.join(o.name for o in outcomes if o.failed)}"), ""]
