@@ -22,7 +22,8 @@ def command(name):
     if name is not None:
         click.echo(hdae.example_text(name), nl=False)
         return
+    width = max(len(n) for n in hdae.example_names()) + 2
     for n in hdae.example_names():
         desc = loads(hdae.example_text(n)).get("description", "")
         default = " (default)" if n == hdae.config.DEFAULT_EXAMPLE else ""
-        click.echo(f"{n:<12}{desc}{default}")
+        click.echo(f"{n:<{width}}{desc}{default}")

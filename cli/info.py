@@ -15,26 +15,35 @@ from .options import user_errors
 @click.option("--config", "show_config", is_flag=True, help="Also print the full resolved problem (TOML).")
 @user_errors
 def command(file, show_config):
-    """Provenance and contents of a result FILE (kind, version, seed, device, wall time, shapes)."""
+    """Provenance and contents of a result FILE (kind, version, seed, device, wall time, shapes).
+
+    With --config the output is a valid problem file as it stands (the provenance lines become TOML
+    comments), so `hdae info r.h5 --config > p.toml` re-runs the same problem; what the command line
+    set outside the problem (replicas, device) is recorded in a comment.
+    """
     r = hdae.read(file)
-    click.echo(f"{file}: {r.kind}, status {r.status}{' (' + r.message + ')' if r.message else ''}")
-    click.echo(f"  hdae {r.hdae_version}, created {r.created}, device {r.device}, wall time {r.wall_time_s:.3f} s")
-    click.echo(f"  seed {r.seed}, d = {r.d}, replicas {r.n_replicas}"
-               + (f", generations {r.n_generations}" if r.n_generations > 1 else ""))
+    lines = [f"{file}: {r.kind}, status {r.status}{' (' + r.message + ')' if r.message else ''}",
+             f"  hdae {r.hdae_version}, created {r.created}, device {r.device}, wall time {r.wall_time_s:.3f} s",
+             f"  seed {r.seed}, d = {r.d}, replicas {r.n_replicas}"
+             + (f", generations {r.n_generations}" if r.n_generations > 1 else "")]
     for g in range(r.n_generations):
         run = r.generation(g)
         head = f"  generation {g} ({run.status}, {run.wall_time_s:.3f} s): " if r.n_generations > 1 else "  "
-        click.echo(f"{head}checkpoints {len(run.train.theta)} (theta {run.train.theta[0]:.4g} .. "
-                   f"{run.train.theta[-1]:.4g})" if len(run.train.theta) else f"{head}no checkpoint")
+        lines.append(f"{head}checkpoints {len(run.train.theta)} (theta {run.train.theta[0]:.4g} .. "
+                     f"{run.train.theta[-1]:.4g})" if len(run.train.theta) else f"{head}no checkpoints")
         if run.sample is not None:
-            click.echo(f"  {'  ' if r.n_generations > 1 else ''}samples: {run.sample.projected.shape[2]} per training "
-                       f"time at theta = {', '.join(f'{t:.4g}' for t in run.sample.theta)}")
+            lines.append(f"  {'  ' if r.n_generations > 1 else ''}samples: {run.sample.projected.shape[2]} per "
+                         f"training time at theta = {', '.join(f'{t:.4g}' for t in run.sample.theta)}")
     if r.n_generations > 1 and all(r.generation(g).sample is not None for g in range(r.n_generations)):
         from hdae import collapse
 
-        click.echo("  model collapse (replica 0):")
-        click.echo("    " + collapse.format_table({r.kind: collapse.diagnostics(r)}).replace("\n", "\n    "))
-    for k, v in sorted(r.attrs.items()):
-        click.echo(f"  {k}: {v}")
-    if show_config:
-        click.echo("\n" + r.config_text)
+        lines.append("  model collapse (replica 0):")
+        lines += ["    " + ln for ln in collapse.format_table({r.kind: collapse.diagnostics(r)}).splitlines()]
+    lines += [f"  {k}: {v}" for k, v in sorted(r.attrs.items())]
+    if not show_config:
+        click.echo("\n".join(lines))
+        return
+    lines.append(f"  not in the problem: replicas = {r.n_replicas}" + (
+        f" (hdae simulate --replicas {r.n_replicas})" if r.kind == "simulation" else ""))
+    click.echo("\n".join("# " + " ".join(ln.splitlines()) for ln in lines))
+    click.echo("\n" + r.config_text)

@@ -14,14 +14,61 @@ Every command reads one problem description (a TOML file or --example NAME, with
 """
 from __future__ import annotations
 
-import click
+import signal as _signal
+import sys as _sys
 
-import hdae
+# Ctrl-C / SIGTERM while torch, numba and scipy load (seconds on a busy machine) would raise inside
+# their imports (a traceback, or a C++ abort): hold the signal until the imports are done.
+_held: list[int] = []
+try:
+    _previous = {s: _signal.signal(s, lambda signum, frame: _held.append(signum))
+                 for s in (_signal.SIGINT, _signal.SIGTERM)}
+except ValueError:  # imported outside the main thread
+    _previous = {}
+try:
+    import click
 
-from . import compare, examples, info, plot, run, simulate, solve
+    import hdae
+
+    from . import compare, examples, info, plot, run, simulate, solve
+    from .options import EXIT_CODES
+finally:
+    for _s, _h in _previous.items():
+        _signal.signal(_s, _h)
+if _held:
+    _name = "Ctrl-C" if _held[0] == _signal.SIGINT else _signal.Signals(_held[0]).name
+    _sys.stderr.write(f"Error: interrupted ({_name}); no partial output was left\n")
+    raise SystemExit(128 + int(_held[0]))
 
 
-@click.group(help=__doc__)
+class _OneLineUsageError(click.ClickException):
+    """A usage error shown as one line (click's default adds the usage and a hint: three lines)."""
+
+    exit_code = 2
+
+
+def _one_line_usage(error: click.UsageError) -> _OneLineUsageError:
+    cmd = error.ctx.command_path if error.ctx is not None else "hdae"
+    return _OneLineUsageError(f"{error.format_message().rstrip('.')} (see '{cmd} --help')")
+
+
+class _Group(click.Group):
+    """The hdae group: every error, usage errors included, is one line on stderr."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            raise _one_line_usage(err) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            raise _one_line_usage(err) from None
+
+
+@click.group(cls=_Group, help=__doc__, epilog=EXIT_CODES)
 @click.version_option(hdae.__version__, prog_name="hdae")
 def cli():
     pass

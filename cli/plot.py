@@ -6,12 +6,11 @@ from pathlib import Path
 import click
 
 import hdae
-from hdae.results import check_writable
 
 from . import options as o
 
 
-@click.command("plot")
+@click.command("plot", epilog=o.EXIT_CODES)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A simulation file to draw under the theory (or a theory file over a simulation).")
@@ -38,6 +37,8 @@ def command(file, against, output, what, generation, force):
       hdae plot collapse_theory.h5 --against collapse.h5 --what collapse -o collapse.png
     """
     from hdae import plotting
+
+    from hdae.results import check_writable
 
     check_writable(output, force)
     main = hdae.read(file)

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import click
 
-from hdae import pipeline
 
 from . import options as o
 
 
-@click.command("run")
+@click.command("run", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides
@@ -22,6 +21,7 @@ from . import options as o
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @o.seed
 @o.generations
+@o.threads
 @o.force
 @o.quiet
 @o.user_errors
@@ -39,6 +39,8 @@ def command(problem_file, example, overrides, out_dir, d, replicas, device, seed
       hdae run --example fig1 --generations 3 -o out/fig1_collapse
     """
     problem = o.load(problem_file, example, overrides, d, seed)
+    from hdae import pipeline
+
     outputs = pipeline.run(problem, out_dir, replicas=replicas, device=device, force=force,
                            progress=None if not quiet else False, generations=generations)
     click.echo(outputs.report())

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import click
 
-from hdae.simulation import simulate
-from hdae.results import check_writable
-
 from . import options as o
 
 
-@click.command("simulate")
+@click.command("simulate", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides
@@ -21,6 +18,7 @@ from . import options as o
               help="auto: CUDA when torch sees a GPU, else CPU.")
 @o.seed
 @o.generations
+@o.threads
 @o.no_sample
 @o.force
 @o.quiet
@@ -41,6 +39,9 @@ def command(problem_file, example, overrides, output, d, replicas, device, seed,
       hdae simulate --example fig2 --set train.lr=0.1 --no-sample -o sim.h5
       hdae simulate --example fig1 --generations 3 --replicas 2 -o collapse.h5
     """
+    from hdae.results import check_writable
+    from hdae.simulation import simulate
+
     check_writable(output, force)
     problem = o.load(problem_file, example, overrides, d, seed)
     result = simulate(problem, replicas=replicas, device=device, progress=None if not quiet else False,

@@ -6,13 +6,11 @@ from pathlib import Path
 import click
 
 import hdae
-from hdae.theory import solve
-from hdae.results import check_writable
 
 from . import options as o
 
 
-@click.command("solve")
+@click.command("solve", epilog=o.EXIT_CODES)
 @o.problem_file
 @o.example
 @o.overrides
@@ -23,6 +21,7 @@ from . import options as o
 @o.dimension
 @o.seed
 @o.generations
+@o.threads
 @o.no_sample
 @o.force
 @o.quiet
@@ -44,6 +43,9 @@ def command(problem_file, example, overrides, output, init_from, d, seed, genera
       hdae solve my.toml --set theory.init=limit --set theory.dt=0.02 -o theory.h5
       hdae solve --init-from collapse.h5 -o collapse_theory.h5   # every generation of the simulation
     """
+    from hdae.results import check_writable
+    from hdae.theory import solve
+
     check_writable(output, force)
     if init_from is not None and d is not None:
         raise click.UsageError("--d conflicts with --init-from: the simulation file fixes d")

@@ -8,12 +8,21 @@ The public API (everything a command of the ``hdae`` CLI does is one of these ca
     hdae.compare_training(theory, sim)                # deviations, scales, replica spread
     theory.write("theory.h5"); hdae.read("theory.h5")
 
-``simulate`` imports torch and ``solve`` numba only when called.
+``simulate`` imports torch, ``solve`` and ``compare_*`` numba, ``read`` h5py only when called.
 """
 from ._version import __version__
-from .compare import compare_samples, compare_training
 from .config import ConfigError, Problem, example_names, example_text, load_problem
-from .results import Result, read
+
+_LAZY = {"compare_samples": "compare", "compare_training": "compare", "Result": "results", "read": "results"}
+
+
+def __getattr__(name):
+    """compare_* (numba) and Result/read (h5py) load on first use: `hdae --help` stays fast."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["__version__", "ConfigError", "Problem", "Result", "compare_samples", "compare_training",
            "example_names", "example_text", "load_problem", "read", "run", "simulate", "solve"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
-from scipy import special
 
 #: name -> integer code used inside numba kernels
 CODES = {"tanh": 0, "relu": 1, "erf": 2, "sigmoid": 3, "linear": 4}
@@ -35,13 +33,21 @@ def code(name: str) -> int:
 
 # ---------------------------------------------------------------- numpy
 def _np_sigmoid(x):
+    from scipy import special
+
     return special.expit(x)
+
+
+def _np_erf(x):
+    from scipy import special
+
+    return special.erf(x / _SQRT2)
 
 
 _NUMPY = {
     "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
     "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(np.result_type(x, 1.0))),
-    "erf": (lambda x: special.erf(x / _SQRT2), lambda x: _ERF_SLOPE * np.exp(-0.5 * np.square(x))),
+    "erf": (_np_erf, lambda x: _ERF_SLOPE * np.exp(-0.5 * np.square(x))),
     "sigmoid": (_np_sigmoid, lambda x: _np_sigmoid(x) * (1.0 - _np_sigmoid(x))),
     "linear": (lambda x: np.asarray(x, dtype=float) * 1.0, lambda x: np.ones_like(x, dtype=float)),
 }
@@ -54,37 +60,14 @@ def numpy_pair(name: str):
 
 
 # ---------------------------------------------------------------- numba
-@njit(cache=True, inline="always")
-def nb_sigma(x, act):
-    """sigma(x) for activation code ``act`` (scalar, numba)."""
-    if act == 0:
-        return math.tanh(x)
-    if act == 1:
-        return x if x > 0.0 else 0.0
-    if act == 2:
-        return math.erf(x / 1.4142135623730951)
-    if act == 3:
-        if x >= 0.0:
-            return 1.0 / (1.0 + math.exp(-x))
-        e = math.exp(x)
-        return e / (1.0 + e)
-    return x
+def __getattr__(name):
+    """``nb_sigma``, ``nb_dsigma`` and ``nb_sigma_dsigma`` (hdae/_activations_nb.py) load numba on first use only, so that
+    commands that never compile anything start fast."""
+    if name in ("nb_sigma", "nb_dsigma", "nb_sigma_dsigma"):
+        from . import _activations_nb
 
-
-@njit(cache=True, inline="always")
-def nb_dsigma(x, act):
-    """sigma'(x) for activation code ``act`` (scalar, numba)."""
-    if act == 0:
-        t = math.tanh(x)
-        return 1.0 - t * t
-    if act == 1:
-        return 1.0 if x > 0.0 else 0.0
-    if act == 2:
-        return 0.7978845608028654 * math.exp(-0.5 * x * x)
-    if act == 3:
-        s = nb_sigma(x, 3)
-        return s * (1.0 - s)
-    return 1.0
+        return getattr(_activations_nb, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- torch

@@ -37,6 +37,69 @@ def common_checkpoints(a: np.ndarray, b: np.ndarray, rtol: float = 1e-9):
     return np.array([i for i, _ in pairs], dtype=int), np.array([j for _, j in pairs], dtype=int)
 
 
+# ----------------------------------------------------------------------------- same problem?
+# What a theory may legally differ in from the simulation it is compared with: how long and where it
+# reports (train.tau, train.checkpoints), how many samples it draws and where (sample.n, sample.thetas,
+# sample.density_grid), its numerics ([theory], [simulation], [generations]: the theory may follow fewer
+# generations, with its own discretisation) and labels (name, description). With
+# theory.init = "limit" (the d -> infinity theory) also target.d and seed. Everything else defines the
+# problem: target, model, init, observation, the rest of [train] (lr, weight_decay, times, schedule...)
+# and of [sample] (steps, t_end, eps, eps_schedule).
+MAY_DIFFER = {"name", "description", "theory", "simulation", "train.tau", "train.checkpoints", "sample.n",
+              "sample.thetas", "sample.density_grid", "generations"}
+MAY_DIFFER_IN_THE_LIMIT = {"target.d", "seed"}
+
+
+def _flatten(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key != "target.covariance":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def problem_mismatches(theory: Result, simulation: Result) -> list[str]:
+    """Keys of the stored problems that differ where a theory and a simulation must agree (see
+    ``MAY_DIFFER``), as 'key (theory value vs simulation value)'; empty when comparable."""
+    from .tomlio import loads
+
+    a, b = _flatten(loads(theory.config_text)), _flatten(loads(simulation.config_text))
+    allowed = set(MAY_DIFFER)
+    if a.get("theory.init") == "limit":
+        allowed |= MAY_DIFFER_IN_THE_LIMIT
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in allowed or key.split(".")[0] in allowed:
+            continue
+        if a.get(key) != b.get(key):
+            out.append(f"{key} ({_short(a.get(key))} vs {_short(b.get(key))})")
+    return out
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def check_comparable(theory: Result, simulation: Result, allow_mismatch: bool = False):
+    """Raise ValueError (one line) unless ``theory`` is a theory result and ``simulation`` a
+    simulation result of the same problem (:func:`problem_mismatches`; skipped with
+    ``allow_mismatch``)."""
+    kinds = (theory.kind, simulation.kind)
+    if kinds == ("simulation", "theory"):
+        raise ValueError("the arguments are swapped: give the theory file first, then the simulation file")
+    if kinds != ("theory", "simulation"):
+        raise ValueError(f"compare takes a theory file and a simulation file, got a {kinds[0]} and a {kinds[1]} file")
+    if not allow_mismatch:
+        bad = problem_mismatches(theory, simulation)
+        if bad:
+            raise ValueError(f"the files solve different problems: {'; '.join(bad[:3])}"
+                             f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''} (--allow-mismatch compares anyway)")
+
+
 def _paired(theory: np.ndarray, sim: np.ndarray):
     """theory (n_t, ...) against sim (n_s, ...): replica i with replica i, or one theory with all."""
     if theory.shape[0] == sim.shape[0]:
@@ -131,6 +194,8 @@ def compare_samples(theory: Result, simulation: Result, max_samples: int = 2000,
     it, is_ = common_checkpoints(theory.sample.theta, simulation.sample.theta)
     rng = np.random.default_rng(seed)
     out = []
+    if min(theory.sample.projected.shape[2], simulation.sample.projected.shape[2]) < 2:
+        raise ValueError("the sample comparison needs at least 2 samples per file (sample.n >= 2)")
     for i, j in zip(it, is_):
         th, sm = _paired(theory.sample.projected[:, i], simulation.sample.projected[:, j])
         rows = []

@@ -23,6 +23,18 @@ from .validate import (REQUIRED, ConfigError, _check_table, _choice, _int, _matr
                        _num_list, _plain, _raise, _weights)
 
 
+MAX_SEED = 2**63 - 1  # seeds are stored as 64-bit signed integers (HDF5 attributes)
+MAX_NODES = 2**22  # quadrature nodes: 4M nodes x (2r T) coordinates is already GiBs
+MAX_SAMPLES = 10**8  # generated samples per training time
+
+
+def _int_at_most(key, v, lo, hi):
+    v = _int(key, v, lo)
+    if v > hi:
+        raise ConfigError(key, f"must be <= {hi}, got {v}")
+    return v
+
+
 SECTIONS: dict[str, dict] = {
     "model": {
         "width": (lambda k, v: _int(k, v, 1), 2),
@@ -44,13 +56,13 @@ SECTIONS: dict[str, dict] = {
         "checkpoints": (lambda k, v: _int(k, v, 2) if isinstance(v, int) else _num_list(k, v, 0.0), 31),
     },
     "sample": {
-        "n": (lambda k, v: _int(k, v, 1), 4000),
-        "steps": (lambda k, v: _int(k, v, 1), 49),
+        "n": (lambda k, v: _int_at_most(k, v, 2, MAX_SAMPLES), 4000),
+        "steps": (lambda k, v: _int_at_most(k, v, 1, 10**6), 49),
         "t_end": (lambda k, v: _num(k, v, 0.0, 1.0, True, True), 0.98),
         "eps": (lambda k, v: _num(k, v, 0.0), 0.0),
         "eps_schedule": (lambda k, v: _choice(k, v, schedules.NOISE_SCHEDULES), "constant"),
         "thetas": (lambda k, v: _num_list(k, v, 0.0, min_len=0), None),
-        "density_grid": (lambda k, v: _int(k, v, 0), 0),
+        "density_grid": (lambda k, v: _int_at_most(k, v, 0, 4096), 0),
     },
     "observation": {
         "kind": (lambda k, v: _choice(k, v, ("centroids", "principal", "explicit")), None),
@@ -63,7 +75,7 @@ SECTIONS: dict[str, dict] = {
         "rtol": (lambda k, v: _num(k, v, 0.0, lo_open=True), 1e-6),
         "atol": (lambda k, v: _num(k, v, 0.0, lo_open=True), 1e-9),
         "quadrature": (lambda k, v: _choice(k, v, ("auto", "gauss-hermite", "sobol")), "auto"),
-        "nodes": (lambda k, v: _int(k, v, 0), 0),
+        "nodes": (lambda k, v: _int_at_most(k, v, 0, MAX_NODES), 0),
         "init": (lambda k, v: _choice(k, v, ("realised", "limit")), "realised"),
         "spectral_bins": (lambda k, v: _int(k, v, 0), 0),
         "divergence": (lambda k, v: _num(k, v, 0.0, lo_open=True), 1e6),
@@ -83,7 +95,7 @@ SECTIONS: dict[str, dict] = {
 TOP_LEVEL = {
     "name": (lambda k, v: v if isinstance(v, str) else _raise(k, "expected a string"), ""),
     "description": (lambda k, v: v if isinstance(v, str) else _raise(k, "expected a string"), ""),
-    "seed": (lambda k, v: _int(k, v, 0), 0),
+    "seed": (lambda k, v: _int_at_most(k, v, 0, MAX_SEED), 0),
 }
 
 
@@ -260,7 +272,13 @@ def read_config(source=None, *, example: str | None = None) -> dict:
         path = Path(source)
         if not path.is_file():
             raise ConfigError("file", f"no problem file at {str(path)!r}")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError("file", f"{str(path)!r} is not a text (UTF-8) TOML file (byte {err.start}: "
+                                      f"{err.reason})") from None
+        except OSError as err:
+            raise ConfigError("file", f"cannot read {str(path)!r} ({err.strerror or err})") from None
     else:
         text = source
     try:
@@ -314,6 +332,25 @@ def _check_increasing(key, values, tau, allow_empty=False):
         raise ConfigError(key, f"values must lie in [0, train.tau = {tau!r}], got {values[-1]!r}")
 
 
+def _check_distinct_steps(checkpoints, sample_thetas, d: int, lr: float):
+    """Refuse training times that the finite-d SGD cannot tell apart.
+
+    SGD reaches theta only at whole steps mu (theta = 2 eta mu/d): every asked theta is reported
+    at its nearest step (moved by at most eta/d, and the files store the theta reached). Two
+    asked thetas on the same step would silently merge into one checkpoint or one sampled time."""
+    step = 2 * lr / d
+    for key, values in (("sample.thetas", sample_thetas), ("train.checkpoints", checkpoints)):
+        values = np.asarray(values, dtype=float)
+        mu = np.rint(values / step)
+        apart = np.diff(values) > 1e-9 * np.maximum(1.0, np.abs(values[1:]))  # not the same theta written twice
+        same = np.flatnonzero((np.diff(mu) == 0) & apart)
+        if len(same):
+            a, b = values[same[0]], values[same[0] + 1]
+            raise ConfigError(key, f"thetas {a:.6g} and {b:.6g} fall on the same SGD step {int(mu[same[0]])} "
+                                   f"(theta {mu[same[0]] * step:.6g}; one step is 2 eta/d = {step:.4g} at eta = "
+                                   f"{lr:g}, d = {d}): ask for fewer, or use a larger d or a smaller train.lr")
+
+
 def build_problem(cfg: dict) -> Problem:
     """Resolve ``cfg`` and build the typed :class:`Problem` (loads data for ``mnist`` targets)."""
     from . import targets
@@ -354,6 +391,8 @@ def build_problem(cfg: dict) -> Problem:
     sm = cfg["sample"]
     sample_thetas = np.array(sm["thetas"], dtype=float)
     ckpts = np.unique(np.concatenate([[0.0, tau], ckpts, sample_thetas]))
+    if cfg["theory"]["init"] != "limit":  # the limit theory reports at the exact thetas
+        _check_distinct_steps(ckpts, sample_thetas, target.d, tr["lr"])
     train = TrainSpec(lr=tr["lr"], weight_decay=tr["weight_decay"], times=times, time_weights=tw,
                       interpolant=schedules.Interpolant(tr["schedule"]), tau=tau, checkpoints=ckpts)
     sample = SampleSpec(n=sm["n"], grid=schedules.sampling_grid(sm["steps"], sm["t_end"]),

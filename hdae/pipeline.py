@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compare
+from . import compare, safety
 from .config import Problem
-from .results import Result, check_writable
+from .divergence import DivergedError
+from .results import Result
 
 
 @dataclass
@@ -48,21 +49,31 @@ def run(problem: Problem, out_dir, replicas: int = 1, device: str = "auto", forc
     """Simulate ``problem`` (finite d), solve the theory from the simulation's initial weights,
     compare, and write everything into ``out_dir`` (simulation.h5, theory.h5, comparison.txt,
     densities.png, training.png; with several generations also generations.png (paper Fig. 5)
-    and collapse.png, the densities and training curves then being generation 0's). Existing
-    files are kept unless ``force``."""
+    and collapse.png, the densities and training curves then being generation 0's). An existing run
+    folder is replaced only with ``force``, and then as a whole (built as a temporary sibling,
+    swapped in at the end; an interrupted run leaves the old folder as it was). A divergence raises
+    :class:`~hdae.divergence.DivergedError` after the files computed so far are in place."""
     out = Path(out_dir)
+    with safety.staged_folder(out, force, FILES.values()) as stage:
+        result = _run_in(problem, stage, replicas, device, progress, plots, generations)
+    result.files = {k: out / Path(p).name for k, p in result.files.items()}
+    return result
+
+
+def _run_in(problem: Problem, out: Path, replicas, device, progress, plots, generations) -> RunOutputs:
     paths = {k: out / v for k, v in FILES.items()}
-    for p in paths.values():
-        check_writable(p, force)
+    force = False
     from .simulation import simulate
     from .theory import solve
 
     sim = simulate(problem, replicas=replicas, device=device, progress=progress, generations=generations)
     sim.write(paths["simulation"], force=force)
     if not sim.ok:
-        raise RuntimeError(f"simulation stopped: {sim.message} (saved to {paths['simulation']})")
+        raise DivergedError(f"simulation stopped: {sim.message} (saved simulation.h5)")
     theory = solve(problem, init_from=sim, progress=progress)
     theory.write(paths["theory"], force=force)
+    if not theory.ok:
+        raise DivergedError(f"theory stopped: {theory.message} (saved simulation.h5 and theory.h5)")
     rows = compare.compare_generations(theory, sim)
     result = RunOutputs(sim, theory, rows, {k: paths[k] for k in ("simulation", "theory", "report")})
     paths["report"].write_text(result.report() + "\n")

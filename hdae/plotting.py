@@ -29,6 +29,7 @@ import numpy as np
 
 from . import tomlio
 from .mixtures import gaussian_mixture_density
+from .safety import atomic_path
 from .results import Result, checkpoint_index
 
 #: Probability masses enclosed by the drawn density contours (innermost first).
@@ -752,6 +753,6 @@ def plot_file(main: Result, other: Result | None, output, what: str = "auto", dp
     else:
         fig = plot_training(theory, sim, **kwargs)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=dpi, format="png")
+    with atomic_path(output) as tmp:  # never a half-written PNG, even on Ctrl-C / SIGTERM
+        fig.savefig(tmp, dpi=dpi, format="png")
     return output

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from ._version import __version__
+from .safety import check_output_path
 
 TRAIN_STATS = ("Q", "Omega", "M", "G", "b")
 TRAIN_OPTIONAL = ("overlap",)
@@ -294,6 +295,7 @@ def check_writable(path, force: bool = False):
         raise OutputExistsError(f"{str(path)!r} exists; refusing to overwrite it (use --force / force=True)")
     if path.exists() and path.is_dir():
         raise OutputExistsError(f"{str(path)!r} is a directory")
+    check_output_path(path)  # a folder that cannot be written is found before computing
 
 
 def read(path) -> Result:

@@ -42,7 +42,10 @@ class BulkSpectrum:
     """Piecewise-constant quantile functions of the bulk eigenvalues, common pieces for all clusters.
 
     ``breaks`` (n+1,) increase from 0 to 1; piece j covers u in [breaks[j], breaks[j+1]) and
-    cluster c has eigenvalue ``values[c, j]`` there (values non-increasing in j per cluster).
+    cluster c has eigenvalue ``values[c, j]`` there, in the order the problem file writes them
+    (values need not be monotone; pieces are shared by all clusters, so the pairing across
+    clusters is the written one). At finite d the bulk coordinate i lies at u_i = (i + 1/2)/(d - k),
+    so a piece [a, b) holds round(n b) - round(n a) coordinates (n = d - k, halves rounded down).
     """
 
     breaks: np.ndarray
@@ -222,19 +225,39 @@ def default_observation(kind: str) -> str:
 
 
 def _bulk_from_pieces(per_cluster: list[list[tuple[float, float]]]) -> BulkSpectrum:
-    """Common refinement of per-cluster piecewise-constant spectra (each sorted non-increasing)."""
-    sorted_pieces, edges = [], [0.0, 1.0]
+    """Common refinement of per-cluster piecewise-constant spectra, each laid out in the order written.
+
+    Cluster c's written pieces (f_1, v_1), (f_2, v_2), ... cover u in [0, f_1), [f_1, f_1 + f_2), ...
+    on the bulk coordinates shared by all clusters; the breaks are the union of every cluster's
+    cumulative fractions, so the pairing of values across clusters is the written one (never sorted)."""
+    cum_pieces, edges = [], [0.0, 1.0]
     for pieces in per_cluster:
-        pieces = sorted(pieces, key=lambda fv: -fv[1])
         cum = np.cumsum([f for f, _ in pieces])
         cum = cum / cum[-1]
-        sorted_pieces.append((np.concatenate([[0.0], cum]), np.array([v for _, v in pieces])))
+        cum_pieces.append((np.concatenate([[0.0], cum]), np.array([v for _, v in pieces])))
         edges.extend(cum[:-1])
     breaks = np.unique(np.round(np.array(edges), 12))
     mids = 0.5 * (breaks[:-1] + breaks[1:])
     values = np.array([vals[np.clip(np.searchsorted(b, mids, side="right") - 1, 0, len(vals) - 1)]
-                       for b, vals in sorted_pieces])
+                       for b, vals in cum_pieces])
     return BulkSpectrum(breaks=breaks, values=values)
+
+
+def _check_pieces_fit(per_cluster: list[list[tuple[float, float]]], n_coords: int, k: int):
+    """Refuse a written piece that gets no bulk coordinate at this d (it would silently vanish).
+
+    Rounding rule (that of :meth:`BulkSpectrum.piece_of`): a piece covering u in [a, b) gets the
+    coordinates i with (i + 1/2)/n in [a, b), i.e. about round(n b) - round(n a) of them."""
+    for c, pieces in enumerate(per_cluster):
+        cum = np.round(np.concatenate([[0.0], np.cumsum([f for f, _ in pieces])]) / sum(f for f, _ in pieces), 12)
+        counts = np.ceil(cum * n_coords - 0.5)  # #coordinates with midpoint below each break
+        empty = np.flatnonzero(np.diff(counts) <= 0)
+        if len(empty):
+            j = int(empty[0])
+            need = int(math.ceil(1.0 / min(f for f, _ in pieces) - 1e-9)) + k
+            raise ConfigError("target.d", f"d = {n_coords + k} leaves spectrum piece {j} of cluster {c} (fraction "
+                                          f"{pieces[j][0]:.4g}, value {pieces[j][1]:.4g}) no coordinate of the "
+                                          f"{n_coords} bulk ones; d >= {need} fits every piece")
 
 
 def _latent_values(latent, pieces, k):
@@ -288,6 +311,7 @@ def build_target(cfg: dict) -> MixtureTarget:
     if d < k + 1:
         raise ConfigError("target.d", f"must exceed the latent dimension {k}, got {d}")
     latent = np.array([_latent_values(lat, pieces, k) for pieces, lat in specs]).reshape(len(weights), k)
+    _check_pieces_fit([pieces for pieces, _ in specs], d - k, k)
     bulk = _bulk_from_pieces([pieces for pieces, _ in specs])
     return MixtureTarget(kind=kind, d=d, weights=weights, centroids=cents, latent_eigenvalues=latent, bulk=bulk)
 

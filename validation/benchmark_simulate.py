@@ -1,61 +1,132 @@
-"""Finite-d simulation speed: SGD steps per second and sampler throughput, CPU and CUDA.
+"""Finite-d simulation speed, whole processes: `hdae simulate` against the plain torch autograd loop.
 
-Usage: python validation/benchmark_simulate.py [device=auto]
-Prints, for d = 1000 (and 4000), the time of 10^4 SGD steps for 1, 8 and 64 replicas batched,
-and of the d-dim sampler (49 steps) for 4000 samples per replica.
+Usage: python validation/benchmark_simulate.py [steps=20000] [busy=1] [sizes=2000x2,2000x4,10000x2,10000x4]
+
+For every (d, r), the same number of online-SGD steps on fig2's trimodal mixture (tanh, t = 1/2):
+
+* baseline: a fresh process running the loop as the paper's authors would write it (this file
+  with ``--baseline``): an ``nn.Module`` DAE, a fresh (x0, x1) drawn with torch every step (batch
+  size 1), the loss of section 1, ``loss.backward()`` and ``torch.optim.SGD.step()`` (learning rate
+  eta for w with weight decay lambda/d, eta/d^2 for b), torch's default dtype and threads;
+* hdae: a fresh process running ``hdae simulate --example fig2 --d D --set model.width=R --no-sample``
+  with ``train.tau`` set so that it takes the same number of steps (the CPU path: the numba kernel
+  of hdae/simulation/kernels.py, ziggurat draws), writing its HDF5 file.
+
+Printed per row: whole-process wall times and their ratio, and the steps/s inside each process
+(the loop alone, start-up excluded: each process times itself). With busy=1 the rows are
+repeated while two other processes keep both cores busy (``while True: pass``), and the
+slowdown busy/idle is printed. The load average is printed before each block: this 2-core
+machine is shared, so absolute times are noisy; the ratios of one run are what to compare.
 """
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-
-import hdae
-from hdae import schedules, targets
-from hdae.simulation.run import describe_device, resolve_device
-from hdae.simulation.sampler import sample_finite_d
-from hdae.simulation.sgd import MixtureSampler, OnlineSGD
-
-from _common import arg
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+def baseline(d: int, r: int, steps: int) -> None:
+    """The plain autograd loop (imports torch only), printing its loop's steps/s."""
+    import math
+
+    import torch
+    from torch import nn
+
+    class DAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(0.1 * torch.randn(d, r))
+            self.b = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return self.b * x + torch.tanh(x @ self.w / math.sqrt(d)) @ self.w.T / math.sqrt(d)
+
+    torch.manual_seed(2)
+    model = DAE()
+    eta, lam, t = 0.2, 1.5, 0.5
+    opt = torch.optim.SGD([{"params": [model.w], "lr": eta, "weight_decay": lam / d},
+                           {"params": [model.b], "lr": eta / d**2}])
+    mu = torch.zeros(3, d)
+    mu[0, 0], mu[1, 1], mu[2, 0] = 3.0, -3.0, -3.0
+    start = time.perf_counter()
+    for _ in range(steps):
+        x0 = torch.randn(1, d)
+        x1 = mu[torch.randint(3, (1,))] + torch.randn(1, d)
+        loss = ((model((1 - t) * x0 + t * x1) - x1) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print(f"loop {steps / (time.perf_counter() - start):.1f} steps/s")
+
+
+def _timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    return wall, out.stdout + out.stderr
+
+
+def run_hdae(d: int, r: int, steps: int, path: Path) -> tuple[float, float]:
+    tau = 2 * 0.2 * steps / d  # theta = 2 eta mu / d
+    wall, text = _timed([sys.executable, "-m", "cli.main", "simulate", "--example", "fig2", "--d", str(d),
+                         "--set", f"model.width={r}", "--set", f"train.tau={tau!r}", "--set", "train.checkpoints=2", "--set", "sample.thetas=[]",
+                         "--no-sample", "-o", str(path), "--force"])
+    sim_time = float(re.search(r"\(simulation, ([0-9.]+) s", text).group(1))  # simulate()'s own wall time
+    return wall, steps / sim_time
+
+
+def run_baseline(d: int, r: int, steps: int) -> tuple[float, float]:
+    wall, text = _timed([sys.executable, __file__, "--baseline", str(d), str(r), str(steps)])
+    return wall, float(re.search(r"loop ([0-9.]+) steps/s", text).group(1))
+
+
+def burners(n: int):
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def block(sizes, steps, label):
+    print(f"\n{label}: {steps} SGD steps per process; uptime: {os.popen('uptime').read().strip()}")
+    print(f"{'d':>6} {'r':>2} | {'baseline s':>10} {'hdae s':>7} {'ratio':>6} | {'baseline steps/s':>16} "
+          f"{'hdae steps/s':>12} {'ratio':>6}")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for d, r in sizes:
+            wb, sb = run_baseline(d, r, steps)
+            wh, sh = run_hdae(d, r, steps, Path(tmp) / "sim.h5")
+            rows[d, r] = (wb, wh)
+            print(f"{d:>6} {r:>2} | {wb:>10.2f} {wh:>7.2f} {wb / wh:>6.1f} | {sb:>16.0f} {sh:>12.0f} {sh / sb:>6.1f}",
+                  flush=True)
+    return rows
 
 
 def main():
-    dev = resolve_device(arg(1, "auto"))
-    print(f"device: {describe_device(dev)}, torch {torch.__version__}")
-    p = hdae.load_problem(example="fig1")
-    tr = p.train
-    for dtype in (torch.float64, torch.float32):
-        for d in (1000, 4000):
-            real = targets.realise(p.target, p.observation_basis, d)
-            sgd = OnlineSGD(MixtureSampler(real, dev, dtype), tr.interpolant.alpha(tr.times),
-                            tr.interpolant.beta(tr.times), tr.time_weights, tr.lr, tr.weight_decay,
-                            p.model.activation, dev, dtype)
-            for reps in (1, 8, 64):
-                w = torch.as_tensor(targets.initial_weights(p.target, p.init, 4, d, 0, reps), dtype=dtype, device=dev)
-                b = torch.zeros(reps, dtype=dtype, device=dev)
-                gen = torch.Generator(device=dev).manual_seed(0)
-                sgd.run(w, b, 256, gen)
-                sync(dev)
-                n = 10_000
-                t = time.perf_counter()
-                sgd.run(w, b, n, gen)
-                sync(dev)
-                el = time.perf_counter() - t
-                coeffs = schedules.sampler_coefficients(tr.interpolant, p.sample.noise, p.sample.grid)
-                basis = torch.as_tensor(real.basis, dtype=dtype, device=dev)
-                t = time.perf_counter()
-                sample_finite_d(w, b, coeffs, 4000, basis, p.model.activation, gen)
-                sync(dev)
-                es = time.perf_counter() - t
-                print(f"{str(dtype)[6:]:>8} d={d:>5} replicas={reps:>3}: 10^4 SGD steps {el:7.2f} s "
-                      f"({n * reps / el:>10.0f} replica-steps/s); sampler 4000 x 49 steps {es:6.2f} s")
+    args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
+    steps = int(args.get("steps", 20000))
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.get("sizes", "2000x2,2000x4,10000x2,10000x4").split(",")]
+    idle = block(sizes, steps, "idle (no extra load)")
+    if args.get("busy", "1") == "1":
+        procs = burners(2)
+        try:
+            time.sleep(1.0)
+            busy = block(sizes, steps, "busy (two CPU-burning processes)")
+        finally:
+            for p in procs:
+                p.kill()
+        print("\nslowdown busy/idle (whole process): " + ", ".join(
+            f"d={d} r={r}: baseline {busy[d, r][0] / idle[d, r][0]:.2f}x, hdae {busy[d, r][1] / idle[d, r][1]:.2f}x"
+            for d, r in sizes))
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--baseline":
+        baseline(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()

@@ -12,9 +12,10 @@ import time
 import numpy as np
 import torch
 
-from .. import schedules, targets
+from .. import limits, schedules, targets
 from ..schedules import checkpoint_steps
 from ..config import Problem
+from ..divergence import check_initial, exploded
 from ..progress import progress_bar
 from ..collapse import collapse_extras
 from ..results import Result, SampleRecord, TrainRecord
@@ -94,6 +95,8 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         problem = problem.with_overrides(**overrides)
     if replicas < 1:
         raise ValueError("replicas must be >= 1")
+    limits.check_memory(limits.simulation_bytes(problem, replicas), "this simulation",
+                        f"d = {problem.d}, replicas = {replicas}, sample.n = {problem.sample.n}")
     d, seed = problem.d, problem.seed
     dev = resolve_device(device)
     dtype = getattr(torch, problem.simulation.dtype)
@@ -102,7 +105,9 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     realised = targets.realise(problem.target, problem.observation_basis, d)
     as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     eig, cents, basis = as_t(realised.eigenvalues), as_t(realised.centroids), as_t(realised.basis)
-    generator = torch.Generator(device=dev).manual_seed(seed)
+    generator = torch.Generator(device=dev).manual_seed(seed)  # initial noise of the sampler
+    # training data: a numpy PCG64 on CPU (the SGD kernel's fast draws), the torch generator on CUDA
+    data_rng = np.random.default_rng(seed) if dev.type == "cpu" else generator
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
     weights, means, covs = problem.target.projected(problem.observation_basis)
     common = dict(kind="simulation", config_text=problem.config_text, seed=seed, d=d, replica_axis=True,
@@ -116,8 +121,8 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         w0 = targets.initial_weights(problem.target, problem.init, problem.model.width, d, seed, replicas, g)
         label = f"simulate d={d} x{replicas}" + (f" gen {g}" if n_gen > 1 else "")
         train, samples, w, b, status, message, n_steps = _train_and_sample(
-            problem, data, measure, as_t(w0).clone(), as_t(np.full(replicas, problem.model.skip)).clone(), generator, coeffs,
-            sample, progress, label)
+            problem, data, measure, as_t(w0).clone(), as_t(np.full(replicas, problem.model.skip)).clone(), generator,
+            data_rng, coeffs, sample, progress, label)
         if n_gen > 1 and message:
             message = f"generation {g}: {message}"
         runs.append(Result(**common, train=train, device=describe_device(dev), init_w=w0,
@@ -145,9 +150,10 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     return result
 
 
-def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, progress, label):
-    """One generation: online SGD on ``data`` from (w, b) in place, statistics at the checkpoints,
-    samples at ``sample.thetas``. Returns (train, samples, w, b, status, message, steps done)."""
+def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs, sample, progress, label):
+    """One generation: online SGD on ``data`` (drawn with ``data_rng``) from (w, b) in place,
+    statistics at the checkpoints, samples (with the torch ``generator``) at ``sample.thetas``.
+    Returns (train, samples, w, b, status, message, steps done)."""
     tr = problem.train
     d = w.shape[1]
     replicas = w.shape[0]
@@ -163,7 +169,7 @@ def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, p
     done = 0
     try:
         for target_step in steps:
-            failed = sgd.run(w, b, int(target_step - done), generator, chunk)
+            failed = sgd.run(w, b, int(target_step - done), data_rng, chunk)
             if failed is not None:
                 step = done + failed + 1
                 status = "diverged"
@@ -173,6 +179,14 @@ def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, p
             bar.update(int(target_step - done))
             done = int(target_step)
             records.append({k: v.cpu().numpy() for k, v in measure.statistics(w, b).items()})
+            if done == 0:  # out of range before any step: the input's scales, not a divergence
+                check_initial(records[-1], problem.theory.divergence)
+            bad = exploded(records[-1], problem.theory.divergence)
+            if bad is not None:  # finite weights, exploding statistics: a divergence all the same
+                if len(records) > 1:
+                    records.pop()
+                status, message = "diverged", f"SGD diverged by step {done} (theta = {2 * tr.lr * done / d:.6g}): {bad}"
+                break
             if done in sample_steps:
                 snapshots[done] = (w.clone(), b.clone())
     finally:
@@ -194,4 +208,7 @@ def _train_and_sample(problem, data, measure, w, b, generator, coeffs, sample, p
             lat.append(z.cpu().numpy())
         sample_record = SampleRecord(theta=2 * tr.lr * np.array(sorted(snapshots)) / d,
                                      projected=np.stack(proj, 1), Z=np.stack(lat, 1))
+        bad = exploded({"generated samples": sample_record.projected, "Z": sample_record.Z}, problem.theory.divergence)
+        if bad is not None and status == "success":
+            status, message = "diverged", f"the sampler diverged: {bad}"
     return train, sample_record, w, b, status, message, int(done)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .. import activations
@@ -71,9 +72,14 @@ class GeneratedData:
         self.coefficients, self.activation = coefficients, activation
         self.d = w.shape[1]
 
-    def draw(self, shape: tuple, generator) -> torch.Tensor:
-        """x1 of shape (m, n_rep, d) for ``shape`` = (m, n_rep)."""
+    def draw(self, shape: tuple, generator):
+        """x1 of shape (m, n_rep, d) for ``shape`` = (m, n_rep): a tensor for a torch.Generator, a numpy
+        array for a numpy Generator (which then seeds the sampler's torch generator: one stream)."""
         m, n_rep = shape
         if n_rep != self.w.shape[0]:
             raise ValueError(f"generated data hold {self.w.shape[0]} replicas, {n_rep} asked for")
-        return generate(self.w, self.b, self.coefficients, m, self.activation, generator).transpose(0, 1).contiguous()
+        as_numpy = isinstance(generator, np.random.Generator)
+        if as_numpy:
+            generator = torch.Generator(device=self.w.device).manual_seed(int(generator.integers(2**63)))
+        x = generate(self.w, self.b, self.coefficients, m, self.activation, generator).transpose(0, 1).contiguous()
+        return x.cpu().numpy() if as_numpy else x

@@ -20,23 +20,38 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .. import activations
 
 
 class MixtureSampler:
-    """Draws x1 ~ sum_c pi_c N(mu_c, diag(s_c)) in d dimensions on a torch device."""
+    """Draws x1 ~ sum_c pi_c N(mu_c, diag(s_c)) in d dimensions.
+
+    ``draw(shape, generator)`` takes a torch.Generator (a tensor on the sampler's device) or a
+    numpy Generator (a float64/float32 numpy array: the CPU kernel's fast path, no torch RNG)."""
 
     def __init__(self, realised, device, dtype):
         self.weights = torch.as_tensor(realised.weights, dtype=dtype, device=device)
         self.centroids = torch.as_tensor(realised.centroids, dtype=dtype, device=device)  # (K, d)
         self.std = torch.as_tensor(realised.eigenvalues, dtype=dtype, device=device).sqrt()  # (K, d)
         self.d = realised.d
+        self._np = (np.cumsum(np.asarray(realised.weights, dtype=float)), np.ascontiguousarray(realised.centroids,
+                    dtype=float), np.sqrt(np.asarray(realised.eigenvalues, dtype=float)))
+        self._np_dtype = np.dtype(str(dtype).replace("torch.", ""))
 
-    def draw(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, shape: tuple, generator):
         """x1 of shape ``shape + (d,)``."""
         n = math.prod(shape)
+        if isinstance(generator, np.random.Generator):
+            from .kernels import mixture_affine, standard_normal
+
+            cum, cents, std = self._np
+            c = np.minimum(np.searchsorted(cum, generator.random(n) * cum[-1], side="right"), len(cum) - 1)
+            z = standard_normal(np.empty((n, self.d), dtype=self._np_dtype), generator.integers(2**63))
+            mixture_affine(z, c, cents, std)  # z <- mu_c + std_c * z, in place
+            return z.reshape(*shape, self.d)
         c = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn((n, self.d), generator=generator, device=self.weights.device, dtype=self.weights.dtype)
         return (self.centroids[c] + self.std[c] * z).reshape(*shape, self.d)
@@ -50,14 +65,22 @@ class OnlineSGD:
     """
 
     def __init__(self, target, alphas, betas, omegas, lr: float, weight_decay: float, activation: str,
-                 device, dtype):
+                 device, dtype, backend: str = "auto"):
         self.target = target
         self.d = target.d
         as_t = lambda v: torch.as_tensor(v, dtype=dtype, device=device).reshape(-1)  # noqa: E731
         self.alphas, self.betas, self.omegas = as_t(alphas), as_t(betas), as_t(omegas)
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.sigma, self.dsigma = activations.torch_pair(activation)
-        self.device, self.dtype = device, dtype
+        self.act_code = activations.code(activation)
+        self._np_times = tuple(t.cpu().numpy().astype("float64") for t in (self.alphas, self.betas, self.omegas))
+        self.device, self.dtype = torch.device(device), dtype
+        if backend not in ("auto", "kernel", "torch"):
+            raise ValueError(f"backend must be auto, kernel or torch, not {backend!r}")
+        if backend == "kernel" and self.device.type != "cpu":
+            raise ValueError("the SGD kernel runs on CPU only; use backend='torch' on " + str(self.device))
+        self._x0_buffer = None
+        self.backend = ("kernel" if self.device.type == "cpu" else "torch") if backend == "auto" else backend
 
     # ------------------------------------------------------------------ one step, exact
     def gradient(self, w, b, x0, x1):
@@ -99,30 +122,121 @@ class OnlineSGD:
         w.mul_(1.0 - self.lr * self.weight_decay / self.d).sub_(grad, alpha=self.lr)
         b.sub_(dldb, alpha=self.lr / self.d**2)
 
+    def draw(self, m: int, n: int, generator):
+        """Data for ``m`` steps of ``n`` replicas: x0 ~ N(0, I_d) of shape (m, n, d), then
+        x1 = target.draw((m, n), generator). A torch.Generator gives tensors, a numpy Generator
+        numpy arrays; both backends take either, so one generator gives one trajectory."""
+        if isinstance(generator, np.random.Generator):  # fast ziggurat normals seeded from the generator
+            from .kernels import standard_normal
+
+            shape, dt = (m, n, self.d), np.dtype(str(self.dtype).replace("torch.", ""))
+            if self._x0_buffer is None or self._x0_buffer.shape != shape or self._x0_buffer.dtype != dt:
+                self._x0_buffer = np.empty(shape, dtype=dt)  # reused: no page faults per chunk
+            x0 = standard_normal(self._x0_buffer, generator.integers(2**63))
+        else:
+            x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
+        x1 = self.target.draw((m, n), generator)
+        return x0, x1
+
+    def default_generator(self, seed: int, torch_generator=None):
+        """The data generator for :meth:`run`: a numpy Generator (PCG64) for the CPU kernel, which
+        seeds the ziggurat normals of :func:`hdae.simulation.kernels.standard_normal` (an eighth of
+        the cost of torch's float64 ``randn``), else ``torch_generator`` (or a new one) on the device."""
+        if self.backend == "kernel":
+            return np.random.default_rng(seed)
+        return torch_generator if torch_generator is not None else torch.Generator(self.device).manual_seed(seed)
+
     def run(self, w, b, n_steps: int, generator, chunk: int = 256):
         """``n_steps`` steps in place, noise drawn ``chunk`` steps at a time.
 
         Returns None, or the 0-based index of the first step after which some replica's
         weights (or w^T w) were non-finite (then w, b are left at the state just before that step)."""
+        failed = self.run_replicas(w, b, n_steps, generator, chunk, stop_all=True)
+        bad = failed[failed >= 0]
+        return int(bad.min()) if bad.size else None
+
+    def run_replicas(self, w, b, n_steps: int, generator, chunk: int = 256, skip=None, stop_all: bool = False):
+        """``n_steps`` steps in place with a status per replica.
+
+        Returns an int64 array (n,): -1 for a replica that completed the steps, else the 0-based
+        step after which it became non-finite; such a replica is left at the state just before
+        that step and the others go on (``stop_all``: every replica stops there instead).
+        ``skip`` (n,) bool marks replicas to leave untouched (e.g. diverged earlier); they still
+        consume their draws, so a replica's trajectory never depends on another's fate."""
+
+        n = w.shape[0]
+        skip = np.zeros(n, dtype=bool) if skip is None else np.asarray(skip, dtype=bool).copy()
+        failed = np.full(n, -1, dtype=np.int64)
         done = 0
         while done < n_steps:
             m = min(chunk, n_steps - done)
-            n = w.shape[0]
-            x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
-            x1 = self.target.draw((m, n), generator)
-            w_start, b_start = w.clone(), b.clone()
+            x0, x1 = self.draw(m, n, generator)
+            if self.backend == "kernel":
+                new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all)
+            else:
+                new = self._torch_chunk(w, b, x0, x1, m, skip, stop_all)
+            hit = new >= 0
+            failed[hit] = done + new[hit]
+            skip |= hit
+            if stop_all and hit.any():
+                return failed
+            done += m
+        return failed
+
+    def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all):
+        from . import kernels
+
+        x0, x1 = (x.numpy() if isinstance(x, torch.Tensor) else x for x in (x0, x1))
+        wn, bn = w.numpy(), b.numpy()  # shared memory: w, b updated in place
+        if not (wn.flags.c_contiguous and bn.flags.c_contiguous):
+            wc, bc = w.contiguous(), b.contiguous()
+            failed = self._kernel_chunk(wc, bc, x0, x1, m, skip, stop_all)
+            w.copy_(wc), b.copy_(bc)
+            return failed
+        args = (np.ascontiguousarray(x0), np.ascontiguousarray(x1), self._np_times[0],
+                self._np_times[1], self._np_times[2], self.lr, self.weight_decay, self.act_code)
+        failed = np.empty(w.shape[0], dtype=np.int64)
+        w_start, b_start = (wn.copy(), bn.copy()) if stop_all else (None, None)
+        kernels.sgd_steps(wn, bn, *args, m, skip, failed)
+        if stop_all and (failed >= 0).any():  # replay the others up to the first failing step
+            first = int(failed[failed >= 0].min())
+            wn[...], bn[...] = w_start, b_start
+            kernels.sgd_steps(wn, bn, *args, first, skip, np.empty_like(failed))
+            failed = np.where(failed == first, first, -1)
+        return failed
+
+    def _torch_chunk(self, w, b, x0, x1, m, skip, stop_all):
+        x0, x1 = (torch.from_numpy(x).to(w.device) if isinstance(x, np.ndarray) else x for x in (x0, x1))
+        n = w.shape[0]
+        failed = np.full(n, -1, dtype=np.int64)
+        frozen = torch.as_tensor(skip, device=w.device)
+        w_start, b_start = w.clone(), b.clone()
+        if not frozen.any():
             for j in range(m):
                 self.step(w, b, x0[j], x1[j])
-            if not _finite(w, b):
-                w.copy_(w_start), b.copy_(b_start)
-                for j in range(m):  # replay the chunk to find the exact step
-                    w_prev, b_prev = w.clone(), b.clone()
-                    self.step(w, b, x0[j], x1[j])
-                    if not _finite(w, b):
-                        w.copy_(w_prev), b.copy_(b_prev)
-                        return done + j
-            done += m
-        return None
+            if _finite(w, b):
+                return failed
+            w.copy_(w_start), b.copy_(b_start)
+        for j in range(m):  # step by step, freezing each replica at its first non-finite step
+            w_prev, b_prev = w.clone(), b.clone()
+            self.step(w, b, x0[j], x1[j])
+            bad = ~_finite_each(w, b)
+            new = bad & ~frozen
+            if new.any():
+                failed[new.cpu().numpy()] = j
+                if stop_all:
+                    w.copy_(w_prev), b.copy_(b_prev)
+                    return failed
+                frozen = frozen | new
+            keep = frozen
+            if keep.any():
+                w[keep], b[keep] = w_prev[keep], b_prev[keep]
+        return failed
+
+
+def _finite_each(w, b):
+    """Per replica (n,) bool: b and every column norm of w finite."""
+    return torch.isfinite(b) & torch.isfinite((w * w).sum(1)).all(1)
 
 
 def _finite(w, b) -> bool:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..activations import nb_dsigma, nb_sigma
+from ..activations import nb_sigma_dsigma
 
 
 @njit(cache=True, fastmath=True)
@@ -72,8 +72,7 @@ def cluster_expectations(points, weights, L, mean, M, alphas, betas, omegas, b, 
             om = omegas[t]
             for a in range(r):
                 h[a] = al * y[a] + be * y[r + a]
-                s[t, a] = nb_sigma(h[a], act)
-                sp[t, a] = nb_dsigma(h[a], act)
+                s[t, a], sp[t, a] = nb_sigma_dsigma(h[a], act)
                 Esh[0] += wq * om * s[t, a] * h[a]
             for a in range(r):
                 qs = 0.0
@@ -135,4 +134,41 @@ def cluster_expectations_blocked(points, weights, L, mean, M, alphas, betas, ome
         if lo < hi:
             cluster_expectations(points[lo:hi], weights[lo:hi], L, mean, M, alphas, betas, omegas, b, Q, act,
                                  need_dd, U[i], B0[i], B1[i], S[i], V0[i], V1[i], Ed[i], Edd[i], Esh[i])
+    return U, B0, B1, S, V0, V1, Ed, Edd, Esh
+
+
+@njit(cache=True, parallel=True)
+def clusters_expectations(points, weights, Ls, means, Ms, active, alphas, betas, omegas, b, Q, act, need_dd,
+                          n_blocks):
+    """:func:`cluster_expectations` for every cluster in ONE call, parallel over (cluster, node block).
+
+    Ls (K, 2r, k), means (K, 2r), Ms (K, r): per-cluster maps; active (K,) bool (clusters of zero
+    weight are skipped). The nodes of a cluster are cut into ``n_blocks`` fixed slices (the sums
+    never depend on the thread count). Returns the partial sums per (cluster, block), cluster-major:
+    U (K nb, r), B0, B1, S, V0, V1 (K nb, r, r), Ed (K nb, T, r), Edd (K nb, T, T, r, r), Esh (K nb, 1)
+    (zero for inactive clusters); the caller sums each block of nb rows."""
+    N = points.shape[0]
+    K = Ls.shape[0]
+    r = Q.shape[0]
+    T = alphas.shape[0]
+    nb = n_blocks
+    U = np.zeros((K * nb, r))
+    B0 = np.zeros((K * nb, r, r))
+    B1 = np.zeros((K * nb, r, r))
+    S = np.zeros((K * nb, r, r))
+    V0 = np.zeros((K * nb, r, r))
+    V1 = np.zeros((K * nb, r, r))
+    Ed = np.zeros((K * nb, T, r))
+    Edd = np.zeros((K * nb, T, T, r, r))
+    Esh = np.zeros((K * nb, 1))
+    size = (N + nb - 1) // nb
+    for job in prange(K * nb):
+        c = job // nb
+        i = job - c * nb
+        lo = i * size
+        hi = min(N, lo + size)
+        if active[c] and lo < hi:
+            cluster_expectations(points[lo:hi], weights[lo:hi], Ls[c], means[c], Ms[c], alphas, betas, omegas, b, Q,
+                                 act, need_dd, U[job], B0[job], B1[job], S[job], V0[job], V1[job], Ed[job], Edd[job],
+                                 Esh[job])
     return U, B0, B1, S, V0, V1, Ed, Edd, Esh

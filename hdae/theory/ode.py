@@ -17,13 +17,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from .. import activations
 from ..targets import ReducedTarget
-from .kernels import cluster_expectations_blocked
+from .kernels import clusters_expectations
 from .linalg import pinv_sym, sym_sqrt
 from .quadrature import Nodes
 
@@ -79,56 +78,59 @@ class State:
 
 def operators(Q, Omega, M, b, setup: TrainingSetup):
     """The global operators of section 4: U (r, K), K0 (r, r), K1 (K, r, r), D0 (r, r), D1 (K, r, r),
-    and sum_c pi_c sum_t omega_t E[sigma_t . h_t] (the O(1/d) term of the skip connection's drift)."""
+    and sum_c pi_c sum_t omega_t E[sigma_t . h_t] (the O(1/d) term of the skip connection's drift).
+
+    Every cluster's Gaussian expectations come from one call of
+    :func:`~hdae.theory.kernels.clusters_expectations` (parallel over clusters x node blocks); the
+    per-cluster maps, zeta terms and pseudo-inverses are batched over clusters in numpy."""
     r = Q.shape[0]
     K = Omega.shape[0]
     al, be, om = setup.alphas, setup.betas, setup.omegas
     T = len(al)
     act = activations.code(setup.activation)
     pts, wts = setup.nodes.points, setup.nodes.weights
+    pi = np.asarray(setup.reduced.weights, dtype=float)
+    active = pi != 0
     Qp = pinv_sym(Q)
-    Rt = np.stack([np.hstack([b * al[t] * np.eye(r), -(1 - b * be[t]) * np.eye(r)]) for t in range(T)])  # (T, r, 2r)
-    U = np.zeros((r, K))
-    K0 = 0.5 * setup.weight_decay * np.eye(r)
-    K1 = np.zeros((K, r, r))
-    D0 = np.zeros((r, r))
-    D1 = np.zeros((K, r, r))
-    sigma_h = 0.0
-    for c in range(K):
-        pi = setup.reduced.weights[c]
-        if pi == 0:
-            continue
-        Om = Omega[c]
-        cov = np.zeros((2 * r, 2 * r))
-        cov[:r, :r], cov[r:, r:] = Q, Om
-        if T == 1:
-            inv_sqrt = sym_sqrt(al[0] ** 2 * Q + be[0] ** 2 * Om, inverse=True)
-            Lmap = np.vstack([al[0] * Q @ inv_sqrt, be[0] * Om @ inv_sqrt])
-            C = cov - Lmap @ Lmap.T
-        else:
-            Lmap = np.zeros((2 * r, 2 * r))
-            Lmap[:r, :r], Lmap[r:, r:] = sym_sqrt(Q), sym_sqrt(Om)
-            C = None
-        mean = np.concatenate([np.zeros(r), M[:, c]])
-        n_blocks = 1 if len(wts) < 2048 else 4 * numba.get_num_threads()
-        parts = cluster_expectations_blocked(pts, wts, np.ascontiguousarray(Lmap), mean, np.ascontiguousarray(M[:, c]),
-                                             al, be, om, float(b), np.ascontiguousarray(Q), act, C is not None, n_blocks)
-        Uc, B0, B1, Sc, V0, V1, Ed, Edd, Esh = (x.sum(0) for x in parts)
-        if C is not None:  # exact zeta terms (module docstring of kernels)
-            for t in range(T):
-                B0 += om[t] * al[t] * (C[:r] @ Rt[t].T) * Ed[t][None, :]
-                B1 += om[t] * be[t] * (C[r:] @ Rt[t].T) * Ed[t][None, :]
-                for u in range(T):
-                    rcr = Rt[t] @ C @ Rt[u].T
-                    V0 += om[t] * om[u] * al[t] * al[u] * rcr * Edd[t, u]
-                    V1 += om[t] * om[u] * be[t] * be[u] * rcr * Edd[t, u]
-        U[:, c] = pi * Uc
-        K0 += pi * (B0.T @ Qp + Sc)
-        K1[c] = pi * B1.T @ pinv_sym(Om)
-        D0 += pi * V0
-        D1[c] = pi * V1
-        sigma_h += pi * Esh[0]
+    # ---- per-cluster maps y = mean + L xi (+ zeta ~ N(0, C) for one training time), stacked (K, ...)
+    means = np.zeros((K, 2 * r))
+    means[:, r:] = M.T
+    if T == 1:
+        inv_sqrt = sym_sqrt(al[0] ** 2 * Q[None] + be[0] ** 2 * Omega, inverse=True)  # (K, r, r)
+        Ls = np.concatenate([al[0] * Q[None] @ inv_sqrt, be[0] * Omega @ inv_sqrt], axis=1)  # (K, 2r, r)
+        cov = np.zeros((K, 2 * r, 2 * r))
+        cov[:, :r, :r], cov[:, r:, r:] = Q, Omega
+        C = cov - Ls @ np.swapaxes(Ls, 1, 2)
+    else:
+        Ls = np.zeros((K, 2 * r, 2 * r))
+        Ls[:, :r, :r], Ls[:, r:, r:] = sym_sqrt(Q), sym_sqrt(Omega)
+        C = None
+    n_blocks = _node_blocks(len(wts), K)
+    parts = clusters_expectations(pts, wts, np.ascontiguousarray(Ls), means, np.ascontiguousarray(M.T), active,
+                                  al, be, om, float(b), np.ascontiguousarray(Q), act, C is not None, n_blocks)
+    Uc, B0, B1, Sc, V0, V1, Ed, Edd, Esh = (x.reshape(K, n_blocks, *x.shape[1:]).sum(1) for x in parts)
+    if C is not None:  # exact zeta terms (module docstring of kernels), batched over clusters
+        Rt = np.stack([np.hstack([b * al[t] * np.eye(r), -(1 - b * be[t]) * np.eye(r)]) for t in range(T)])
+        for t in range(T):
+            B0 += om[t] * al[t] * (C[:, :r] @ Rt[t].T) * Ed[:, t][:, None, :]
+            B1 += om[t] * be[t] * (C[:, r:] @ Rt[t].T) * Ed[:, t][:, None, :]
+            for u in range(T):
+                rcr = Rt[t] @ C @ Rt[u].T
+                V0 += om[t] * om[u] * al[t] * al[u] * rcr * Edd[:, t, u]
+                V1 += om[t] * om[u] * be[t] * be[u] * rcr * Edd[:, t, u]
+    U = (pi[:, None] * Uc).T
+    K0 = 0.5 * setup.weight_decay * np.eye(r) + np.einsum("c,cba->ab", pi, B0) @ Qp + np.einsum("c,cab->ab", pi, Sc)
+    K1 = pi[:, None, None] * np.swapaxes(B1, 1, 2) @ pinv_sym(Omega)
+    D0 = np.einsum("c,cab->ab", pi, V0)
+    D1 = pi[:, None, None] * V1
+    sigma_h = float(pi @ Esh[:, 0])
     return U, K0, K1, D0, D1, sigma_h
+
+
+def _node_blocks(n_nodes: int, n_clusters: int) -> int:
+    """Node slices per cluster: enough (cluster, slice) jobs to keep 16 threads busy, none below
+    ~512 nodes; a function of the problem only, so the sums never depend on the thread count."""
+    return int(max(1, min(-(-32 // n_clusters), n_nodes // 512)))
 
 
 def rhs(state: State, setup: TrainingSetup) -> State:

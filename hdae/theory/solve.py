@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import schedules, targets
+from .. import limits, schedules, targets
 from ..collapse import collapse_extras
 from ..config import ConfigError, Problem
+from ..divergence import check_initial, exploded
 from ..generated import GeneratedTarget, discretise
 from ..progress import progress_bar
 from ..results import Result, SampleRecord, TrainRecord, checkpoint_index
@@ -37,6 +38,8 @@ def initial_state(problem: Problem, mode: str, d: int | None = None, w0=None, b0
         q, m, g = targets.limit_initial_statistics(reduced, tgt, problem.init, problem.model.width, basis)
         return reduced, [State(q, m, g, float(b_init))]
     d = problem.d if d is None else d
+    limits.check_memory(limits.realised_start_bytes(problem, d, 1 if w0 is None else len(w0)),
+                        "the theory's finite-d start", f"d = {d}; theory.init = 'limit' needs none")
     if w0 is None:
         w0 = targets.initial_weights(tgt, problem.init, problem.model.width, d, problem.seed, 1)
     if w0.shape[1:] != (d, problem.model.width):
@@ -169,6 +172,11 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
             start = [(reduced, st, None) for st in states]
         else:
             start = generation_start(problem, runs[-1], previous, g, sim, th.init)
+        limits.check_memory(limits.theory_bytes(problem, len(start), len(nodes.weights), nodes.dim), "this theory",
+                            f"{len(nodes.weights)} quadrature nodes, {len(start)} trajectories, "
+                            f"sample.n = {problem.sample.n}")
+        for _, st, _ in start:  # out of range before any step: the input's scales, not a divergence
+            check_initial({"q": st.q, "m": st.m, "g": st.g, "b": st.b}, th.divergence)
         run, previous = _solve_generation(problem, start, nodes, t_out, sample_thetas if sample else [], g, progress,
                                           n_gen)
         run.wall_time_s = time.perf_counter() - t_gen
@@ -241,6 +249,10 @@ def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, 
         extras.update(_target_extras([gen for _, _, (gen, _) in start]))
     sample_thetas = [t for t in sample_thetas if t <= train.theta[-1] + 1e-12]
     sample_record = generated_density(problem, train, sample_thetas, problem.seed, g) if sample_thetas else None
+    bad = sample_record and exploded({"generated samples": sample_record.projected, "Z": sample_record.Z,
+                                      "S": sample_record.S}, problem.theory.divergence)
+    if bad and status == "success":
+        status, message = "diverged", f"the generative transport diverged: {bad}"
     weights, means, covs = problem.target.projected(problem.observation_basis)
     result = Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=train,
                     device="cpu (numba)", sample=sample_record,

@@ -1,0 +1,50 @@
+"""What counts as a divergence, for theory and simulation alike.
+
+A run has diverged when any statistic (Q, Omega, M, G, b, or the theory's per-bin q, m, g), any
+weight or any generated sample is non-finite or exceeds ``theory.divergence`` in absolute value
+(default 1e6; the summary statistics of a sane run are O(1) to O(100)). A diverged run never
+reports success: its Result has status 'diverged', and the command line exits with status 3.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+EXIT_DIVERGED = 3
+
+
+class DivergedError(RuntimeError):
+    """A computation diverged (the command line exits with status 3)."""
+
+
+def _as_numpy(a):
+    if hasattr(a, "detach"):  # torch tensor
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def exploded(arrays: dict, bound: float) -> str | None:
+    """None when every array in ``{name: array}`` is finite and within ``bound``; else a short
+    description of the first one that is not, e.g. ``'Q is non-finite'`` or ``'Q reached 3.1e+74'``."""
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        a = _as_numpy(a)
+        if a.size == 0:
+            continue
+        if not np.all(np.isfinite(a)):
+            return f"{name} is non-finite"
+        peak = float(np.max(np.abs(a)))
+        if peak > bound:
+            return f"{name} reached {peak:.3g} (beyond theory.divergence = {bound:g})"
+    return None
+
+
+def check_initial(arrays: dict, bound: float) -> None:
+    """Refuse (ConfigError, exit 1) a problem whose statistics are out of range before any training:
+    that is the input's doing (centroids, eigenvalues, init scales far too large), not a divergence."""
+    from .validate import ConfigError
+
+    bad = exploded(arrays, bound)
+    if bad is not None:
+        raise ConfigError("target", f"the initial statistics are already out of range ({bad}): the problem's "
+                                    "scales (centroids, eigenvalues, init.scale, init.warm_norm) are far too large")

@@ -1,0 +1,309 @@
+"""Numba kernels for the finite-d simulation on CPU: a whole chunk of online-SGD steps per call.
+
+:func:`sgd_steps` runs ``n_steps`` steps of the update of :mod:`hdae.simulation.sgd` (section 1 of
+the derivation note) for every replica, given pre-drawn data x0, x1 of shape (m, n_rep, d):
+
+    lam0 = w^T x0/sqrt d,  lam1 = w^T x1/sqrt d,  Q = w^T w/d,  h_t = alpha_t lam0 + beta_t lam1
+    c_t  = (b h_t - lam1 + Q sigma_t) * sigma'_t
+    v0   = sum_t omega_t alpha_t (b sigma_t + c_t),   v1 = sum_t omega_t ((1 - b beta_t) sigma_t - beta_t c_t)
+    S    = sum_t omega_t sigma_t sigma_t^T
+    w   <- (1 - eta lambda/d) w - eta [(2/sqrt d)(x0 v0^T - x1 v1^T) + (2/d) w S]
+    b   <- b - (eta/d^2) 2 sum_t omega_t (b |x_t|^2 + sigma_t . h_t - x1 . x_t)
+
+Each replica costs two passes over its d x r weights per step (one reads w, x0, x1 for the
+fields, Q and the norms; one writes the new w and its column norms), so a step is about
+10 d r flops and no Python runs between steps. Replicas run in parallel (``prange``): the
+coarse parallelism that stays fast when other processes take cores.
+
+A replica stops at its first step after which b or a column norm of w is non-finite (the
+criterion of the torch path): its weights stay at the state just before that step and its
+local step index is written to ``failed`` (-1 when it completed all steps). The other
+replicas go on. Drawing the data stays outside (the target's ``draw``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..activations import nb_dsigma, nb_sigma
+
+
+_FAST = {"reassoc", "contract", "nsz", "arcp"}  # vectorised sums; NaN/inf semantics kept for the checks
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot(a, b):
+    acc = 0.0
+    for k in range(a.shape[0]):
+        acc += a[k] * b[k]
+    return acc
+
+
+@njit(cache=True, fastmath=_FAST)
+def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, act, n_steps):
+    """Steps of replica ``i`` in place on w (d, r); returns (new b, failing local step or -1).
+
+    Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop."""
+    d, r = w.shape
+    T = alphas.shape[0]
+    sd = math.sqrt(d)
+    decay = 1.0 - lr * weight_decay / d
+    cx = 2.0 * lr / sd
+    cw = 2.0 * lr / d
+    cur = np.ascontiguousarray(w.T).astype(np.float64)
+    nxt = np.empty((r, d))
+    lam0 = np.empty(r)
+    lam1 = np.empty(r)
+    Q = np.empty((r, r))
+    h = np.empty((T, r))
+    s = np.empty((T, r))
+    c = np.empty((T, r))
+    v0 = np.empty(r)
+    v1 = np.empty(r)
+    S = np.empty((r, r))
+    A = np.empty((r, r))  # I decay - cw S: the linear part of the update
+    b = b0
+    failed = -1
+    for j in range(n_steps):
+        y0 = x0[j, i]
+        y1 = x1[j, i]
+        # ---- pass 1: fields, Q, norms
+        n00 = _dot(y0, y0)
+        n01 = _dot(y0, y1)
+        n11 = _dot(y1, y1)
+        for p in range(r):
+            lam0[p] = _dot(cur[p], y0) / sd
+            lam1[p] = _dot(cur[p], y1) / sd
+            for q in range(p + 1):
+                Q[p, q] = _dot(cur[p], cur[q]) / d
+                Q[q, p] = Q[p, q]
+        # ---- the r-dimensional part
+        dldb = 0.0
+        for t in range(T):
+            at = alphas[t]
+            bt = betas[t]
+            sh = 0.0
+            for p in range(r):
+                hv = at * lam0[p] + bt * lam1[p]
+                h[t, p] = hv
+                s[t, p] = nb_sigma(hv, act)
+                sh += s[t, p] * hv
+            for p in range(r):
+                qs = 0.0
+                for q in range(r):
+                    qs += Q[p, q] * s[t, q]
+                c[t, p] = (b * h[t, p] - lam1[p] + qs) * nb_dsigma(h[t, p], act)
+            xt2 = at * at * n00 + 2.0 * at * bt * n01 + bt * bt * n11
+            x1xt = at * n01 + bt * n11
+            dldb += omegas[t] * (b * xt2 + sh - x1xt)
+        dldb *= 2.0
+        for p in range(r):
+            a = 0.0
+            e = 0.0
+            for t in range(T):
+                a += omegas[t] * alphas[t] * (b * s[t, p] + c[t, p])
+                e += omegas[t] * ((1.0 - b * betas[t]) * s[t, p] - betas[t] * c[t, p])
+            v0[p] = -cx * a
+            v1[p] = cx * e
+            for q in range(r):
+                acc = 0.0
+                for t in range(T):
+                    acc += omegas[t] * s[t, q] * s[t, p]
+                S[q, p] = acc
+        for q in range(r):
+            for p in range(r):
+                A[q, p] = -cw * S[q, p]
+            A[q, q] += decay
+        # ---- pass 2: the new w (column by column) and its column norms
+        ok = True
+        for p in range(r):
+            out = nxt[p]
+            a0 = v0[p]
+            a1 = v1[p]
+            app = A[p, p]
+            cp = cur[p]
+            for k in range(d):
+                out[k] = app * cp[k] + a0 * y0[k] + a1 * y1[k]
+            for q in range(r):
+                if q != p:
+                    aq = A[q, p]
+                    cq = cur[q]
+                    for k in range(d):
+                        out[k] += aq * cq[k]
+            ok = ok and math.isfinite(_dot(out, out))
+        b_new = b - lr / (d * d) * dldb
+        if not (ok and math.isfinite(b_new)):
+            failed = j
+            break
+        b = b_new
+        cur, nxt = nxt, cur
+    w[:, :] = cur.T
+    return b, failed
+
+
+@njit(cache=True, parallel=True)
+def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed):
+    """``n_steps`` online-SGD steps in place for every replica not marked in ``skip``.
+
+    w (n, d, r) C-contiguous, b (n,), x0 and x1 (m, n, d) with m >= n_steps, alphas/betas/omegas
+    (T,), lr eta, weight_decay lambda, act activation code (:data:`hdae.activations.CODES`),
+    skip (n,) bool: replicas left untouched. failed (n,) int64 out: the 0-based step after which
+    the replica became non-finite (it is left at the state before that step), else -1.
+    """
+    n = w.shape[0]
+    for i in prange(n):
+        failed[i] = -1
+        if skip[i]:
+            continue
+        b[i], failed[i] = _replica_steps(w[i], b[i], x0, x1, i, alphas, betas, omegas, lr, weight_decay, act,
+                                         n_steps)
+
+
+@njit(cache=True)
+def mixture_affine(z, c, centroids, std):
+    """In place, row by row: z[i] <- centroids[c[i]] + std[c[i]] * z[i] (a mixture draw from N(0, I)
+    draws z (n, d) and cluster labels c (n,); centroids and std (K, d)), without gathered copies."""
+    n, d = z.shape
+    for i in range(n):
+        ci = c[i]
+        for k in range(d):
+            z[i, k] = centroids[ci, k] + std[ci, k] * z[i, k]
+
+
+# ----------------------------------------------------------------------------- fast N(0, 1) draws
+# Doornik's ZIGNOR ziggurat (128 layers; J. A. Doornik, "An improved ziggurat method to generate
+# normal random samples", 2005) on xoshiro256++ (Blackman & Vigna), seeded through splitmix64.
+# The layer index and the uniform come from disjoint bits of one 64-bit draw.
+def _zig_tables(n=128, r=3.442619855899, v=9.91256303526217e-3):
+    x = np.empty(n + 1)
+    f = math.exp(-0.5 * r * r)
+    x[0] = v / f
+    x[1] = r
+    x[n] = 0.0
+    for i in range(2, n):
+        x[i] = math.sqrt(-2.0 * math.log(v / x[i - 1] + f))
+        f = math.exp(-0.5 * x[i] * x[i])
+    ratio = x[1:] / x[:-1]
+    return x, ratio
+
+
+_ZIG_X, _ZIG_R = _zig_tables()
+_ZIG_TAIL = 3.442619855899
+_U53 = 1.0 / 9007199254740992.0  # 2^-53
+_MASK64 = (1 << 64) - 1
+
+
+@njit(cache=True, inline="always")
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(cache=True, inline="always")
+def _next(s):
+    """xoshiro256++ on the state s (4,) uint64, in place."""
+    result = _rotl(s[0] + s[3], 23) + s[0]
+    t = s[1] << np.uint64(17)
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = _rotl(s[3], 45)
+    return result
+
+
+@njit(cache=True)
+def _seed_state(seed):
+    """xoshiro256++ state from a 64-bit seed through splitmix64 (never all zero)."""
+    s = np.empty(4, dtype=np.uint64)
+    z = np.uint64(seed)
+    for k in range(4):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        y = z
+        y = (y ^ (y >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        y = (y ^ (y >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        s[k] = y ^ (y >> np.uint64(31))
+    return s
+
+
+@njit(cache=True, inline="always")
+def _uniform(s):
+    return float(_next(s) >> np.uint64(11)) * 1.1102230246251565e-16  # [0, 1), 2^-53 resolution
+
+
+@njit(cache=True)
+def _fill_normal(flat, seed, X, R):
+    """The ziggurat's fast path inline, with the generator state in registers."""
+    st = _seed_state(seed)
+    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+    k = 0
+    n = flat.shape[0]
+    while k < n:
+        u64 = ((((s0 + s3) << np.uint64(23)) | ((s0 + s3) >> np.uint64(41)))) + s0
+        t = s1 << np.uint64(17)
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
+        i = int(u64 & np.uint64(127))
+        u = float(u64 >> np.uint64(11)) * 2.220446049250313e-16 - 1.0
+        if abs(u) < R[i]:
+            flat[k] = u * X[i]
+            k += 1
+            continue
+        st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+        flat[k] = _normal_slow(st, u, i, X, R)
+        k += 1
+        s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+
+
+@njit(cache=True)
+def _normal_slow(s, u, i, X, R):
+    """The ziggurat's rare branches for a rejected (u, i); then ordinary draws until acceptance."""
+    while True:
+        if abs(u) < R[i]:
+            return u * X[i]
+        if i == 0:  # the tail beyond X[1] = r (Marsaglia's method)
+            while True:
+                a = math.log(1.0 - _uniform(s)) / 3.442619855899
+                e = math.log(1.0 - _uniform(s))
+                if -2.0 * e >= a * a:
+                    break
+            return a - 3.442619855899 if u < 0.0 else 3.442619855899 - a
+        x = u * X[i]
+        f0 = math.exp(-0.5 * (X[i] * X[i] - x * x))
+        f1 = math.exp(-0.5 * (X[i + 1] * X[i + 1] - x * x))
+        if f1 + _uniform(s) * (f0 - f1) < 1.0:
+            return x
+        u64 = _next(s)
+        i = int(u64 & np.uint64(127))
+        u = float(u64 >> np.uint64(11)) * 2.220446049250313e-16 - 1.0
+
+
+_BLOCK = 1 << 15  # numbers per independently seeded stream: the result never depends on the thread count
+
+
+@njit(cache=True, parallel=True)
+def _fill_normal_blocks(flat, seed, X, R):
+    n_blocks = (flat.shape[0] + _BLOCK - 1) // _BLOCK
+    for blk in prange(n_blocks):
+        lo = blk * _BLOCK
+        hi = min(lo + _BLOCK, flat.shape[0])
+        _fill_normal(flat[lo:hi], seed ^ (np.uint64(blk) * np.uint64(0xD1B54A32D192ED03)), X, R)
+
+
+def standard_normal(out: np.ndarray, seed: int) -> np.ndarray:
+    """Fill ``out`` (C-contiguous, float64 or float32) with iid N(0, 1), a function of ``seed`` only.
+
+    About 3x faster than numpy's ``Generator.standard_normal`` and 8x faster than torch's float64
+    ``randn`` on one core; blocks of 2^15 numbers are independent streams filled in parallel."""
+    flat = out.reshape(-1)
+    if flat.shape[0] <= _BLOCK:
+        _fill_normal(flat, np.uint64(int(seed) & _MASK64), _ZIG_X, _ZIG_R)
+    else:
+        _fill_normal_blocks(flat, np.uint64(int(seed) & _MASK64), _ZIG_X, _ZIG_R)
+    return out

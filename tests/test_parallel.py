@@ -1,0 +1,49 @@
+"""Thread counts: from the free cores, or --threads; applied to numba and torch."""
+from __future__ import annotations
+
+import os
+
+import numba
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from hdae import parallel
+
+
+def test_free_cores_counts_the_load(monkeypatch):
+    monkeypatch.setattr(parallel, "available_cores", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert parallel.free_cores() == 5  # 8 - 2.6, rounded
+    monkeypatch.setattr(os, "getloadavg", lambda: (11.0, 0.0, 0.0))
+    assert parallel.free_cores() == 1  # never below one
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert parallel.free_cores() == 8
+
+
+def test_set_threads_applies_to_numba_and_torch():
+    before = numba.get_num_threads(), torch.get_num_threads()
+    try:
+        assert parallel.set_threads(1) == 1
+        assert numba.get_num_threads() == 1 and torch.get_num_threads() == 1
+        n = parallel.set_threads(None)
+        assert 1 <= n <= parallel.available_cores() and torch.get_num_threads() == n
+        assert parallel.set_threads(10_000) == parallel.available_cores()  # capped at the cores we may use
+        with pytest.raises(ValueError, match="threads"):
+            parallel.set_threads(0)
+    finally:
+        numba.set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+
+
+def test_threads_option():
+    before = numba.get_num_threads(), torch.get_num_threads()
+    try:
+        res = CliRunner().invoke(cli, ["simulate", "--threads", "0", "-o", "x.h5"])
+        assert res.exit_code == 2 and "--threads" in res.output
+        for cmd in ("simulate", "solve", "run"):
+            assert "--threads" in CliRunner().invoke(cli, [cmd, "--help"]).output
+    finally:
+        numba.set_num_threads(before[0])
+        torch.set_num_threads(before[1])

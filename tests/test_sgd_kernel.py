@@ -1,0 +1,180 @@
+"""The numba SGD kernel (CPU path of OnlineSGD.run) against the torch step: same draws, same
+trajectory to float rounding; per-replica divergence status with the exact step."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hdae
+from hdae import targets
+from hdae.simulation.sgd import MixtureSampler, OnlineSGD, summary_statistics
+
+from conftest import SMALL
+
+F64 = torch.float64
+
+
+def _pair(problem, activation, times, weights, lr=None, weight_decay=None, dtype=F64):
+    tr = problem.train
+    rt = targets.realise(problem.target, problem.observation_basis)
+    times, weights = np.asarray(times, float), np.asarray(weights, float)
+    make = lambda backend: OnlineSGD(MixtureSampler(rt, "cpu", dtype), tr.interpolant.alpha(times),  # noqa: E731
+                                     tr.interpolant.beta(times), weights, tr.lr if lr is None else lr,
+                                     tr.weight_decay if weight_decay is None else weight_decay, activation, "cpu",
+                                     dtype, backend)
+    return make("kernel"), make("torch"), rt
+
+
+def _w0(problem, n, r, d, dtype=F64):
+    return torch.as_tensor(targets.initial_weights(problem.target, problem.init, r, d, 5, n), dtype=dtype).clone()
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "erf", "sigmoid", "linear"])
+@pytest.mark.parametrize("grid", [([0.5], [1.0]), ([0.3, 0.8], [0.3, 0.7])], ids=["one-time", "two-times"])
+def test_kernel_trajectory_equals_torch_step(small_problem, activation, grid):
+    """Same seed -> same statistics (Q, Omega, M, G, b) after 300 steps, 3 replicas, r = 3."""
+    kern, ref, rt = _pair(small_problem, activation, *grid, weight_decay=0.3)
+    assert kern.backend == "kernel" and ref.backend == "torch"
+    d = rt.d
+    w0 = _w0(small_problem, 3, 3, d)
+    b0 = torch.tensor([0.0, 0.2, -0.1], dtype=F64)
+    stats = []
+    for sgd in (kern, ref):
+        w, b = w0.clone(), b0.clone()
+        assert sgd.run(w, b, 300, torch.Generator().manual_seed(11), chunk=64) is None
+        stats.append(summary_statistics(w, b, *(torch.as_tensor(a) for a in (rt.eigenvalues, rt.centroids,
+                                                                              rt.basis))))
+    for k in ("Q", "Omega", "M", "G", "b"):
+        a, e = stats[0][k], stats[1][k]
+        assert torch.linalg.norm(a - e) <= 1e-10 * torch.linalg.norm(e), k
+    assert not torch.allclose(stats[0]["Q"], w0.transpose(1, 2) @ w0 / d)  # it moved
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_numpy_generator_same_trajectory_on_both_backends(small_problem, activation):
+    """The CPU default: numpy draws (PCG64); the torch step fed the same draws follows the kernel."""
+    kern, ref, rt = _pair(small_problem, activation, [0.2, 0.7], [0.5, 0.5])
+    w0 = _w0(small_problem, 2, 2, rt.d)
+    out = []
+    for sgd in (kern, ref):
+        w, b = w0.clone(), torch.zeros(2, dtype=F64)
+        assert sgd.run(w, b, 200, sgd.default_generator(8) if sgd is kern else np.random.default_rng(8), 50) is None
+        out.append((w, b))
+    assert torch.linalg.norm(out[0][0] - out[1][0]) <= 1e-10 * torch.linalg.norm(out[1][0])
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-10, atol=1e-13)
+    assert isinstance(ref.default_generator(8), torch.Generator)
+
+
+def test_kernel_float32(small_problem):
+    """float32 weights: the kernel follows the torch step to float32 rounding."""
+    kern, ref, rt = _pair(small_problem, "tanh", [0.5], [1.0], dtype=torch.float32)
+    w0 = _w0(small_problem, 2, 2, rt.d, torch.float32)
+    out = []
+    for sgd in (kern, ref):
+        w, b = w0.clone(), torch.zeros(2, dtype=torch.float32)
+        sgd.run(w, b, 100, torch.Generator().manual_seed(3), chunk=32)
+        out.append(w)
+    assert torch.linalg.norm(out[0] - out[1]) <= 1e-4 * torch.linalg.norm(out[1])
+
+
+def _diverging(backend_pair_index, lr=1.0):
+    p = hdae.load_problem(SMALL)
+    sgds = _pair(p, "relu", [0.5], [1.0], lr=lr, weight_decay=0.0)
+    w0 = _w0(p, 3, 2, sgds[2].d)
+    w0[1] *= 8.0  # replica 1 starts far out and diverges; 0 and 2 stay finite at lr = 1
+    return sgds[backend_pair_index], w0
+
+
+def _first_failures(sgd, w0, n_steps, seed, chunk):
+    """Per replica, the first step after which b or |w_col|^2 is non-finite, from torch steps one at a time."""
+    g = torch.Generator().manual_seed(seed)
+    w, b = w0.clone(), torch.zeros(w0.shape[0], dtype=F64)
+    first = np.full(w0.shape[0], -1)
+    done = 0
+    while done < n_steps:
+        m = min(chunk, n_steps - done)
+        x0, x1 = sgd.draw(m, w0.shape[0], g)
+        for j in range(m):
+            sgd.step(w, b, x0[j], x1[j])
+            bad = ~(torch.isfinite(b) & torch.isfinite((w * w).sum(1)).all(1))
+            for i in np.flatnonzero(bad.numpy()):
+                if first[i] < 0:
+                    first[i] = done + j
+        done += m
+    return first
+
+
+@pytest.mark.parametrize("backend", [0, 1], ids=["kernel", "torch"])
+def test_per_replica_divergence(backend):
+    sgd, w0 = _diverging(backend)
+    first = _first_failures(sgd, w0, 200, 1, 64)
+    assert first[1] >= 0 and first[0] == first[2] == -1
+    w, b = w0.clone(), torch.zeros(3, dtype=F64)
+    failed = sgd.run_replicas(w, b, 200, torch.Generator().manual_seed(1), chunk=64)
+    np.testing.assert_array_equal(failed, first)
+    assert torch.isfinite(w).all() and torch.isfinite(b).all()  # the diverged replica kept its last finite state
+    # the finite replicas are exactly where they would be had replica 1 not diverged
+    w_ok = w0.clone()
+    w_ok[1] /= 8.0
+    w2, b2 = w_ok.clone(), torch.zeros(3, dtype=F64)
+    assert (sgd.run_replicas(w2, b2, 200, torch.Generator().manual_seed(1), chunk=64) == -1).all()
+    torch.testing.assert_close(w[[0, 2]], w2[[0, 2]], rtol=0, atol=0)
+    torch.testing.assert_close(b[[0, 2]], b2[[0, 2]], rtol=0, atol=0)
+    # and run() (all replicas stop together) reports the same first step, all left just before it
+    w3, b3 = w0.clone(), torch.zeros(3, dtype=F64)
+    assert sgd.run(w3, b3, 200, torch.Generator().manual_seed(1), chunk=64) == first[1]
+    torch.testing.assert_close(w3[1], w[1], rtol=0, atol=0)
+    torch.testing.assert_close(b3[1], b[1], rtol=0, atol=0)
+
+
+def test_kernel_and_torch_agree_on_divergence():
+    (kern, w0), (ref, _) = _diverging(0, lr=2.0), _diverging(1, lr=2.0)
+    out = []
+    for sgd in (kern, ref):
+        w, b = w0.clone(), torch.zeros(3, dtype=F64)
+        out.append((sgd.run_replicas(w, b, 300, torch.Generator().manual_seed(4), chunk=50), w, b))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    assert (out[0][0] >= 0).sum() >= 2  # several replicas diverge, each at its own step
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-9, atol=1e-9 * float(out[1][1].abs().max()))
+
+
+def test_skip_leaves_replicas_untouched(small_problem):
+    kern, _, rt = _pair(small_problem, "tanh", [0.5], [1.0])
+    w0 = _w0(small_problem, 3, 2, rt.d)
+    w, b = w0.clone(), torch.zeros(3, dtype=F64)
+    kern.run_replicas(w, b, 50, torch.Generator().manual_seed(2), chunk=16, skip=[False, True, False])
+    assert torch.equal(w[1], w0[1]) and float(b[1]) == 0.0
+    assert not torch.equal(w[0], w0[0])
+
+
+def test_backend_validation(small_problem):
+    kern = _pair(small_problem, "tanh", [0.5], [1.0])[0]
+    with pytest.raises(ValueError, match="backend"):
+        OnlineSGD(kern.target, [1.0], [0.0], [1.0], 0.1, 0.0, "tanh", "cpu", F64, "numpy")
+
+
+def test_standard_normal_distribution():
+    """The ziggurat normals: moments, tails and the Kolmogorov-Smirnov distance of N(0, 1);
+    a function of the seed alone (the block streams do not depend on the thread count)."""
+    from math import erf, sqrt
+
+    from hdae.simulation.kernels import standard_normal
+
+    n = 2_000_000
+    x = standard_normal(np.empty(n), 123)
+    assert abs(x.mean()) < 5 / sqrt(n)
+    assert abs(x.var() - 1) < 5 * sqrt(2 / n)
+    assert abs(np.mean(x**3)) < 5 * sqrt(15 / n)
+    assert abs(np.mean(x**4) - 3) < 5 * sqrt(96 / n)
+    for a in (1.0, 2.5, 3.442619855899, 4.0):  # 3.44: the ziggurat's base-strip / tail boundary
+        p = 1 - erf(a / sqrt(2))
+        assert abs(np.mean(np.abs(x) > a) - p) < 5 * sqrt(p / n) + 1e-7, a
+    xs = np.sort(x[:200_000])
+    cdf = 0.5 * (1 + np.vectorize(erf)(xs / sqrt(2)))
+    ks = np.max(np.abs(cdf - np.arange(1, xs.size + 1) / xs.size))
+    assert ks < 1.95 / sqrt(xs.size)  # 99.9% level
+    np.testing.assert_array_equal(standard_normal(np.empty(n), 123), x)
+    assert not np.array_equal(standard_normal(np.empty(1000), 124), x[:1000])
+    y = standard_normal(np.empty((2, 1000), dtype=np.float32), 9)
+    assert y.dtype == np.float32 and abs(y.std() - 1) < 0.1
