@@ -34,7 +34,8 @@ def train(problem, replicas: int = 1, target=None, snapshot_thetas=(), chunk: in
     source = target if target is not None else MixtureSampler(realised, dev, dtype)
     sgd = OnlineSGD(source, tr.interpolant.alpha(tr.times), tr.interpolant.beta(tr.times), tr.time_weights, tr.lr,
                     tr.weight_decay, problem.model.activation, dev, dtype)
-    generator = torch.Generator(device=dev).manual_seed(problem.seed)
+    # the data generator hdae.simulate uses on CPU (a numpy Generator seeds the SGD kernel's draws)
+    generator = np.random.default_rng(problem.seed)
     as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     eig, cents, basis = as_t(realised.eigenvalues), as_t(realised.centroids), as_t(realised.basis)
     w, b = as_t(w0).clone(), torch.full((replicas,), float(problem.model.skip), dtype=dtype)
@@ -75,15 +76,18 @@ class RealImages:
         self.pixel_scale = pixel_scale
         self._order, self._pos = {}, {}
 
-    def draw(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
-        """x1 of shape ``shape + (d,)``: shape = (steps, replicas); replica j takes its next images."""
+    def draw(self, shape: tuple, generator) -> torch.Tensor:
+        """x1 of shape ``shape + (d,)``: shape = (steps, replicas); replica j takes its next images
+        (``generator``: a torch or numpy Generator, which shuffles each epoch)."""
         steps, reps = shape
         idx = torch.empty((steps, reps), dtype=torch.long)
         for j in range(reps):
             got = 0
             while got < steps:
                 if self._pos.get(j, self.n) >= self.n:
-                    self._order[j], self._pos[j] = torch.randperm(self.n, generator=generator), 0
+                    order = (torch.from_numpy(generator.permutation(self.n)) if isinstance(generator, np.random.Generator)
+                             else torch.randperm(self.n, generator=generator))
+                    self._order[j], self._pos[j] = order, 0
                 take = min(steps - got, self.n - self._pos[j])
                 idx[got:got + take, j] = self._order[j][self._pos[j]:self._pos[j] + take]
                 self._pos[j] += take
