@@ -40,6 +40,15 @@ def scaled_tolerance(tol_at_1000: float, d: int, power: float = 0.5) -> float:
 
 
 # ============================================================================ outcome
+def se_tolerance(n_replicas: int, quantile: float = 0.999) -> float:
+    """Tolerance of |theory mean - simulation mean| / (standard error estimated from n replicas):
+    the Student-t quantile with n - 1 degrees of freedom (the standard error itself is estimated
+    from few replicas: 22 for 3, 4.8 for 8)."""
+    from scipy.stats import t
+
+    return float(t.ppf(quantile, max(1, n_replicas - 1)))
+
+
 @dataclass
 class Check:
     """One tolerance: ``value`` must be <= ``tolerance`` (``upper``) or >= it (not ``upper``)."""

@@ -26,7 +26,7 @@ from hdae.simulation.sampler import generate
 from hdae.theory import transport
 from hdae.theory.linalg import pinv_sym
 
-from .._common import Context, Outcome, mnist_missing, fmt, md_table
+from .._common import Context, Outcome, mnist_missing, se_tolerance, fmt, md_table
 from ._agree import sample_checks, simulate_and_solve, spread_ratio, training_checks
 from ._sgd import RealImages, train
 
@@ -42,7 +42,8 @@ def gaussian_run(ctx: Context, sample: bool = True):
     return (problem, *simulate_and_solve(problem, size["replicas"], sample=sample, cache=ctx.cache))
 
 
-def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float = 4.0, path_tol: float = 0.35,
+def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float | None = None,
+        path_tol: float = 0.35,
         ratio_tol: float | None = None) -> Outcome:
     size = QUICK if ctx.quick else FULL
     out = Outcome(name, title)
@@ -54,6 +55,7 @@ def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float 
                     f"{size['paths']} common-noise paths for Fig. 4, seed {problem.seed}")
     out.notes.append(f"simulate {t_sim:.1f} s, solve {t_th:.1f} s")
     training_checks(out, th, sim, {"b": b_tol})
+    se_tol = se_tol or se_tolerance(sim.n_replicas)
     for stat in ("Q", "G"):
         out.check(f"{stat}: |theory mean - simulation mean| / standard error of the simulation mean (max)",
                   spread_ratio(th, sim, stat), se_tol,

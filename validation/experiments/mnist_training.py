@@ -15,7 +15,7 @@ import numpy as np
 
 from hdae import plotting, targets
 
-from .._common import Context, Outcome, mnist_missing, fmt, md_table
+from .._common import Context, Outcome, mnist_missing, se_tolerance, fmt, md_table
 from ._agree import spread_ratio, training_checks
 from .mnist_images import gaussian_run
 from ._sgd import RealImages, train
@@ -27,7 +27,7 @@ def invariants(Q, G, b) -> dict:
     return {"eig Q": np.linalg.eigvalsh(Q)[..., ::-1], "sv G": np.linalg.svd(G, compute_uv=False), "b": b[..., None]}
 
 
-def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float = 4.0,
+def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float | None = None,
         real_b_tol: float = 0.05, real_tol: float = 0.5) -> Outcome:
     out = Outcome(name, title)
     if mnist_missing(out):
@@ -43,6 +43,7 @@ def run(ctx: Context, name: str, title: str, b_tol: float = 0.02, se_tol: float 
                      + f"simulate {t_sim:.1f} s, solve {t_th:.1f} s; real-data SGD over {data.n} sevens "
                      f"({real.theta[-1] * problem.d / (2 * problem.train.lr) / data.n:.1f} epochs)")
     training_checks(out, th, sim, {"b": b_tol}, label=" (Gaussian target)")
+    se_tol = se_tol or se_tolerance(sim.n_replicas)
     for stat in ("Q", "G"):
         out.check(f"Gaussian: {stat} |theory mean - sim mean| / standard error (max)", spread_ratio(th, sim, stat),
                   se_tol, note=f"{sim.n_replicas} replicas; unstable start")
