@@ -8,6 +8,7 @@ Typical session:
   hdae solve --init-from sim.h5 -o theory.h5      # the ODE theory, from the same w_0
   hdae compare theory.h5 sim.h5                   # deviations, scales, replica spread
   hdae plot theory.h5 --against sim.h5 -o fig.png
+  hdae sweep --grid train.lr=log:0.02:2:20 -o sweep.h5   # a grid of problems, on Dask
 
 Every command reads one problem description (a TOML file or --example NAME, with
 --set section.key=value overrides), so theory and simulation always solve the same problem.
@@ -30,7 +31,7 @@ try:
 
     import hdae
 
-    from . import compare, examples, info, plot, run, simulate, solve
+    from . import compare, examples, info, plot, run, simulate, solve, sweep
     from .options import EXIT_CODES
 finally:
     for _s, _h in _previous.items():
@@ -74,7 +75,7 @@ def cli():
     pass
 
 
-for module in (run, examples, simulate, solve, compare, plot, info):
+for module in (run, examples, simulate, solve, sweep, compare, plot, info):
     cli.add_command(module.command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,9 +24,17 @@ from . import options as o
                    "samples exist. density/training draw --generation G of a multi-generation file.")
 @click.option("--generation", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which generation density/training draw.")
+@click.option("--summary", default="modes", show_default=True,
+              help="Sweep files: the summary drawn (modes, distance, b_final, theta_reached, normM, trQ, Q[a,b], M[a,k], ...).")
+@click.option("--axes", "sweep_axes", multiple=True, metavar="KEY",
+              help="Sweep files: one or two swept keys to draw against (default: the first two).")
+@click.option("--at", "sweep_at", multiple=True, metavar="KEY=VALUE",
+              help="Sweep files: fix another swept key (the keys neither drawn nor fixed are averaged).")
+@click.option("--run", "sweep_run", type=click.Choice(["theory", "simulation"]), default="theory", show_default=True,
+              help="Sweep files: which run's summaries to draw.")
 @o.force
 @o.user_errors
-def command(file, against, output, what, generation, force):
+def command(file, against, output, what, generation, summary, sweep_axes, sweep_at, sweep_run, force):
     """Draw a result: generated densities or training curves, theory dashed over simulation.
 
     \b
@@ -35,12 +43,25 @@ def command(file, against, output, what, generation, force):
       hdae plot theory.h5 --against sim.h5 --what training -o training.png
       hdae plot collapse_theory.h5 --against collapse.h5 -o fig5.png          # generations
       hdae plot collapse_theory.h5 --against collapse.h5 --what collapse -o collapse.png
+      hdae plot sweep.h5 --summary distance --axes train.lr --axes train.weight_decay -o phase.png
+
+    A sweep file (`hdae sweep`) is drawn as a phase diagram: a heat map of --summary over two
+    swept keys (a line over one), diverged points crossed, invalid ones hatched.
     """
-    from hdae import plotting
+    from hdae import plotting, sweep_plot
 
     from hdae.results import check_writable
 
     check_writable(output, force)
+    if sweep_plot.is_sweep_file(file):
+        if against is not None:
+            raise click.UsageError("--against does not apply to a sweep file")
+        try:
+            sweep_plot.plot_sweep(file, output, summary, list(sweep_axes), sweep_plot.parse_at(sweep_at), sweep_run)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+        click.echo(f"wrote {output}", err=True)
+        return
     main = hdae.read(file)
     other = hdae.read(against) if against is not None else None
     multi = main.n_generations > 1 or (other is not None and other.n_generations > 1)

@@ -18,13 +18,16 @@ from . import options as o
               help="auto: CUDA when torch sees a GPU, else CPU.")
 @o.seed
 @o.generations
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None, metavar="SIM.h5",
+              help="Continue a multi-generation simulation: keep its generations and train the next ones from "
+                   "its last final weights, up to --generations (its problem and replicas are used).")
 @o.threads
 @o.no_sample
 @o.force
 @o.quiet
 @o.user_errors
-def command(problem_file, example, overrides, output, d, replicas, device, seed, generations, no_sample, force,
-            quiet):
+def command(problem_file, example, overrides, output, d, replicas, device, seed, generations, resume, no_sample,
+            force, quiet):
     """Finite-d ground truth: online SGD of the DAE in d dimensions, then the d-dimensional sampler.
 
     Realises PROBLEM_FILE (or --example NAME) in d dimensions, trains by online SGD exactly as
@@ -38,12 +41,20 @@ def command(problem_file, example, overrides, output, d, replicas, device, seed,
       hdae simulate my.toml --d 4000 --replicas 8 --device cuda -o sim.h5
       hdae simulate --example fig2 --set train.lr=0.1 --no-sample -o sim.h5
       hdae simulate --example fig1 --generations 3 --replicas 2 -o collapse.h5
+      hdae simulate --resume collapse.h5 --generations 5 -o collapse5.h5
     """
     from hdae.results import check_writable
     from hdae.simulation import simulate
 
     check_writable(output, force)
-    problem = o.load(problem_file, example, overrides, d, seed)
+    if resume is not None and problem_file is None and example is None:
+        import hdae
+
+        stored = hdae.read(resume)
+        problem = stored.problem.with_overrides(*overrides, **({"seed": seed} if seed is not None else {}))
+        replicas = stored.n_replicas
+    else:
+        problem = o.load(problem_file, example, overrides, d, seed)
     result = simulate(problem, replicas=replicas, device=device, progress=None if not quiet else False,
-                      sample=not no_sample, generations=generations)
+                      sample=not no_sample, generations=generations, resume=resume)
     o.finish(result, output, force, quiet)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compare import energy_distance
+from .diagnostics import target_samples
 from .mixtures import gaussian_mixture_density
 
 
@@ -91,18 +92,6 @@ def sample_diagnostics(samples: np.ndarray, reference: np.ndarray, generation: i
     var = x.var(0)
     return GenerationDiagnostics(generation, float(theta), var, float(var.sum()), grid_modes(dens, cell, min_mass),
                                  energy_distance(x[:max_samples], reference[:max_samples]))
-
-
-def target_samples(target: dict, n: int, seed: int = 0) -> np.ndarray:
-    """n samples of a projected Gaussian mixture {'weights', 'means', 'covariances'} (a Result's /target)."""
-    rng = np.random.default_rng(seed)
-    w, mu, cov = (np.asarray(target[k], dtype=float) for k in ("weights", "means", "covariances"))
-    comp = rng.choice(len(w), size=n, p=w / w.sum())
-    out = np.empty((n, mu.shape[1]))
-    for c in np.unique(comp):
-        sel = comp == c
-        out[sel] = rng.multivariate_normal(mu[c], cov[c], size=int(sel.sum()), method="eigh")
-    return out
 
 
 def diagnostics(result, replica: int = 0, n_reference: int = 2000) -> list[GenerationDiagnostics]:

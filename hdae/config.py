@@ -85,6 +85,7 @@ SECTIONS: dict[str, dict] = {
         "discretisation": (lambda k, v: _choice(k, v, ("kmeans", "histogram", "samples")), "kmeans"),
         "points": (lambda k, v: _int(k, v, 1), 256),
         "latent_samples": (lambda k, v: _int(k, v, 1), 20000),
+        "chain": (lambda k, v: _choice(k, v, ("simulation", "theory")), "simulation"),
     },
     "simulation": {
         "dtype": (lambda k, v: _choice(k, v, ("float64", "float32")), "float64"),
@@ -152,12 +153,15 @@ class GenerationsSpec:
     """Model collapse (Remark 4.1): ``count`` generations g = 0..count-1, generation g+1 trained on
     what generation g generates. The theory discretises the law of Z at the last training time into
     ``points`` weighted points (``discretisation``: weighted k-means of ``latent_samples`` samples of
-    the r-dim recursion, a histogram, or raw samples); derivation note section 7."""
+    the r-dim recursion, a histogram, or raw samples); derivation note section 7. ``chain``: with
+    ``solve --init-from``, generation g's target is what the simulation's generation g-1 generates
+    ("simulation") or what the theory's does ("theory")."""
 
     count: int
     discretisation: str
     points: int
     latent_samples: int
+    chain: str = "simulation"
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ class Problem:
     sample: SampleSpec
     theory: TheorySpec
     simulation: SimulationSpec
-    generations: GenerationsSpec = GenerationsSpec(1, "kmeans", 256, 20000)
+    generations: GenerationsSpec = GenerationsSpec(1, "kmeans", 256, 20000, "simulation")
     name: str = ""
     description: str = field(default="", repr=False)
 

@@ -224,11 +224,24 @@ def test_theory_follows_the_simulation_generation_by_generation(two_generations)
         assert worst["Q"] < 0.1 and worst["G"] < 0.1 and worst["b"] < 0.02, (row.generation, worst)
         assert all(s.ratio < 3.0 for s in row.samples), row.generation
     assert "overlap" in [r.name for r in rows[1].training]
+    # generations.chain = "simulation" (the default with init_from): generation 1's target is what the
+    # simulation's generation 0 generates, from the statistics of its final weights
+    w = sim.generation(0).final_w
+    np.testing.assert_allclose(th.generation(1).extras["target_Q"], np.einsum("nia,nib->nab", w, w) / sim.d)
     # the variance of the generated density shrinks, in theory and in simulation alike
     for res in (sim, th):
         total = [d.total for d in collapse.diagnostics(res)]
         assert total[1] < total[0]
     assert np.allclose(sim.extras["collapse_total"], [d.total for d in collapse.diagnostics(sim)])
+
+
+def test_theory_chain_follows_its_own_generations(two_generations):
+    """generations.chain = "theory": generation 1's target is the theory's generation-0 density."""
+    sim, _, _ = two_generations
+    th = hdae.solve(sim.problem.with_overrides("generations.chain=theory"), init_from=sim, sample=False)
+    np.testing.assert_allclose(th.generation(1).extras["target_Q"], th.generation(0).train.Q[:, -1])
+    rows = compare_generations(th, sim)
+    assert max(r.relative for r in rows[1].training if r.name in ("Q", "G")) < 0.15
 
 
 def test_generation_files_round_trip_and_resume_from_final_weights(two_generations):
@@ -275,3 +288,27 @@ def test_cli_generations(two_generations):
 def test_generated_kind_is_not_a_problem_file_kind():
     with pytest.raises(hdae.ConfigError, match="generated target is made from a previous generation"):
         hdae.load_problem(SMALL.replace('kind = "mixture"', 'kind = "generated"'))
+
+
+def test_resume_adds_generations_and_draws_from_the_file(two_generations, tmp_path):
+    sim, _, folder = two_generations
+    more = hdae.simulate(sim.problem, replicas=2, generations=3, resume=folder / "sim.h5")
+    assert more.ok and more.n_generations == 3
+    for g in range(2):  # the stored generations are kept as they were
+        np.testing.assert_array_equal(more.generation(g).train.Q, sim.generation(g).train.Q)
+    # generation 2 was trained on generation 1's samples: its overlap with generation 1's weights is O(1)
+    assert np.abs(more.generation(2).train.overlap[:, -1]).max() > 0.1
+    with pytest.raises(hdae.ConfigError, match="already holds 2"):
+        hdae.simulate(sim.problem, replicas=2, generations=2, resume=sim)
+    with pytest.raises(hdae.ConfigError, match="another problem"):
+        hdae.simulate(sim.problem.with_overrides("train.lr=0.1"), replicas=2, generations=3, resume=sim)
+    x = hdae.simulation.generated_samples(more, 500, generation=2, replica=1, seed=4)
+    E = hdae.targets.realise(sim.problem.target, sim.problem.observation_basis, sim.d).basis
+    stored = more.generation(2).sample.projected[1, -1]
+    floor = energy_distance(stored[:750], stored[750:])
+    assert x.shape == (500, sim.d)
+    assert energy_distance(x @ E, stored) < 3 * max(floor, 1e-3)
+    r = CliRunner().invoke(cli, ["simulate", "--resume", str(folder / "sim.h5"), "--generations", "3", "-q",
+                                 "-o", str(tmp_path / "more.h5")])
+    assert r.exit_code == 0, r.output
+    assert Result.read(tmp_path / "more.h5").n_generations == 3

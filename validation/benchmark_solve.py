@@ -1,6 +1,8 @@
 """Theory speed: the integration of every example, many clusters, and the naive approach.
 
-Usage: python validation/benchmark_solve.py [threads=2] [naive=1]
+Usage: python validation/benchmark_solve.py [threads=auto] [naive=1]
+
+threads=auto: the cores free now (hdae.parallel.free_cores, what the CLI does); a number forces it.
 
 1. Per example: wall time of `solve` (training only, then with sampling) after compilation,
    and of the integration alone (:func:`hdae.theory.ode.integrate`) for the default example.
@@ -112,7 +114,9 @@ def errors(ys, ref, setup, shapes):
 
 def main():
     args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
-    threads = int(args.get("threads", 2))
+    from hdae.parallel import free_cores
+
+    threads = free_cores() if args.get("threads", "auto") == "auto" else int(args["threads"])
     print(f"uptime: {os.popen('uptime').read().strip()}; numba threads available: {numba.config.NUMBA_NUM_THREADS}")
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 

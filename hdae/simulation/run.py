@@ -68,7 +68,7 @@ class _Generation:
 
 def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: str = "auto",
              seed: int | None = None, progress: bool | None = False, sample: bool = True,
-             generations: int | None = None) -> Result:
+             generations: int | None = None, resume=None) -> Result:
     """Run the finite-d ground truth of ``problem``: SGD, then the sampler at ``sample.thetas``.
 
     Parameters
@@ -79,6 +79,10 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     sample : run the generative sampler at the sampled training times.
     generations : number of generations (default ``generations.count``, 1): generation g+1 is
         trained on fresh samples of generation g's sampler (its final weights, at theta = tau).
+    resume : a simulation Result (or its file) of the same problem with fewer generations: its
+        generations are kept and the next ones trained from its last final weights. The random
+        streams of the new generations are seeded from (seed, first new generation), so a resumed
+        run is a valid run of the problem, but not bit-identical to an uninterrupted one.
 
     Returns a :class:`~hdae.results.Result` of kind 'simulation' (with one generation) or one whose
     ``generations`` hold one Result per generation. If the weights diverge, the result has status
@@ -116,7 +120,15 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     data, measure = MixtureSampler(realised, dev, dtype), _Generation(eig, cents, basis)
     runs = []
     n_gen = problem.generations.count
-    for g in range(n_gen):
+    if resume is not None:
+        runs = _resumed_generations(problem, resume, replicas, n_gen)
+        w, b = as_t(runs[-1].final_w), as_t(runs[-1].final_b)
+        S_prev = as_t(coeffs.orthogonal_variance_batch(runs[-1].final_b)[:, -1])
+        data = GeneratedData(w, b, coeffs, problem.model.activation)
+        measure = _Generation(eig, cents, basis, w, S_prev)
+        generator.manual_seed(int(np.random.SeedSequence([seed, len(runs)]).generate_state(1)[0]))
+        data_rng = np.random.default_rng([seed, len(runs)]) if dev.type == "cpu" else generator
+    for g in range(len(runs), n_gen):
         t_gen = time.perf_counter()
         w0 = targets.initial_weights(problem.target, problem.init, problem.model.width, d, seed, replicas, g)
         label = f"simulate d={d} x{replicas}" + (f" gen {g}" if n_gen > 1 else "")
@@ -148,6 +160,51 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
                     message=last.message, generations=runs, attrs=attrs)
     result.extras.update(collapse_extras(result))
     return result
+
+
+def _resumed_generations(problem: Problem, resume, replicas: int, n_gen: int) -> list:
+    """The stored generations of ``resume`` (a Result or a file) to continue from, checked against the problem."""
+    from pathlib import Path
+
+    from ..config import ConfigError
+
+    old = resume if isinstance(resume, Result) else Result.read(Path(resume))
+    if old.kind != "simulation":
+        raise ConfigError("resume", f"resume from a simulation file, not a {old.kind} file")
+    mine, theirs = dict(problem.config), dict(old.problem.config)
+    mine.pop("generations"), theirs.pop("generations", None)
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ConfigError("resume", f"the stored run solves another problem (differs in {', '.join(diff)})")
+    runs = [old.generation(g) for g in range(old.n_generations)]
+    if not all(r.ok for r in runs):
+        raise ConfigError("resume", "the stored run diverged: nothing to continue from")
+    if runs[-1].final_w is None:
+        raise ConfigError("resume", "the stored run holds no final weights (/final/w)")
+    if runs[-1].final_w.shape[0] != replicas:
+        raise ConfigError("resume", f"the stored run has {runs[-1].final_w.shape[0]} replicas, {replicas} asked for")
+    if len(runs) >= n_gen:
+        raise ConfigError("generations", f"the stored run already holds {len(runs)} generation(s); ask for more")
+    return runs
+
+
+def generated_samples(result: Result, n: int, generation: int = -1, replica: int = 0, seed: int = 0,
+                      device: str = "auto"):
+    """``n`` fresh d-dimensional samples (n, d) of a stored generation's sampler (its final weights,
+    the problem's sampling grid and eps), as a numpy array: more samples from any generation of a file."""
+    problem = result.problem
+    run = result.generation(generation % result.n_generations)
+    if run.final_w is None:
+        raise ValueError("the result holds no final weights (/final/w)")
+    dev = resolve_device(device)
+    dtype = getattr(torch, problem.simulation.dtype)
+    w = torch.as_tensor(run.final_w[replica:replica + 1], dtype=dtype, device=dev)
+    b = torch.as_tensor(run.final_b[replica:replica + 1], dtype=dtype, device=dev)
+    coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
+    from .sampler import generate
+
+    x = generate(w, b, coeffs, n, problem.model.activation, torch.Generator(device=dev).manual_seed(seed))
+    return x[0].cpu().numpy()
 
 
 def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs, sample, progress, label):

@@ -15,6 +15,10 @@ closed form of section 3 (checked against torch autograd in the tests):
     c_t = (b h_t - lam1 + Q sigma_t) * sigma'(h_t),  h_t = alpha_t lam0 + beta_t lam1,
 
 where lam0 = w^T x0/sqrt d, lam1 = w^T x1/sqrt d and Q = w^T w/d.
+
+On CPU, :meth:`OnlineSGD.run` runs whole chunks of steps in the numba kernel of
+:mod:`hdae.simulation.kernels` (same update, same draws, float rounding apart), with x0 and the
+mixture's noise drawn by its ziggurat from a numpy Generator; on CUDA it runs :meth:`OnlineSGD.step`.
 """
 from __future__ import annotations
 
