@@ -1,7 +1,7 @@
 """Theory against finite-d simulation on the shipped examples (slow: run with `pytest -m slow`).
 
 At d = 1000 the per-replica deviations are finite-d fluctuations of a few percent of scale
-(validation/agreement.py prints them all); these tests hold them to bounds with margin, and the
+(`python -m validation` reports them all); these tests hold them to bounds with margin, and the
 generated samples' energy distance to a small multiple of its noise floor.
 """
 from __future__ import annotations

@@ -47,12 +47,14 @@ def _latent_recursion(z, noise, sqrtQ, Q, A, gamma, dt, noise_sd, act):
                 z[i, a] += inc[a]
 
 
-def sample_latent(Q, b: float, coefficients: SamplerCoefficients, n: int, activation: str, rng) -> np.ndarray:
-    """n samples of Z at the grid's last time (Result B.1), shape (n, r)."""
+def sample_latent(Q, b: float, coefficients: SamplerCoefficients, n: int, activation: str, rng,
+                  z0=None) -> np.ndarray:
+    """n samples of Z at the grid's last time (Result B.1), shape (n, r); ``z0`` (n, r): given
+    initial values Z_0 (e.g. w^T X_0/sqrt d of a d-dim sampler's noise) instead of Q^{1/2} xi_0."""
     Q = np.asarray(Q, dtype=float)
     r = Q.shape[0]
     sq = sym_sqrt(Q)
-    z = rng.standard_normal((n, r)) @ sq
+    z = rng.standard_normal((n, r)) @ sq if z0 is None else np.array(z0, dtype=float).reshape(n, r)
     noise = rng.standard_normal((len(coefficients.dt), n, r))
     _latent_recursion(z, noise, sq, np.ascontiguousarray(Q), coefficients.drift_scale(b), coefficients.gamma,
                       coefficients.dt, np.sqrt(coefficients.noise_var), activations.code(activation))
