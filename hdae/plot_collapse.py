@@ -48,7 +48,7 @@ def plot_generations(theory: Result | None, simulation: Result | None, *, replic
     style = _Style(smoothing="auto", grid=grid, bins=bins, max_components=MAX_COMPONENTS, masses=DENSITY_MASSES,
                    sim_reps=[replica], theory_replica=replica)
     with _rc():
-        fig = Figure(figsize=(2.6 * (n_gen + 1), 2.9), layout="constrained")
+        fig = Figure(figsize=(2.6 * (n_gen + 1), 3.5), layout="constrained")
         axes = fig.subplots(1, n_gen + 1, sharex=True, sharey=True, squeeze=False)[0]
         centres, points, cell = density_grid(lims, grid)
         X, Y = np.meshgrid(*centres)
