@@ -69,8 +69,9 @@ def plot_generations(theory: Result | None, simulation: Result | None, *, replic
         axes[0].set_ylabel("observation direction 2")
         for ax in axes:
             ax.set_xlabel("direction 1")
-        _suptitle(fig, "Model collapse: generation g+1 is trained on samples of generation g "
-                       "(simulation: orange histogram; theory: blue contours; target: green dashed)")
+        keys = [k for k, r in (("simulation: orange histogram", simulation), ("theory: blue contours", theory))
+                if r is not None] + ["target: green dashed"]
+        _suptitle(fig, f"Model collapse: generation g+1 is trained on samples of generation g ({'; '.join(keys)})")
     return fig
 
 
