@@ -2,8 +2,10 @@
 (checks with tolerances, figures, tables), deviations, fits, and the run context."""
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,6 +17,19 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 # ============================================================================ numbers
+@contextlib.contextmanager
+def cpu_burners(n: int = 2, settle: float = 1.0):
+    """``n`` processes spinning ``while True: pass`` for the duration of the block (a busy machine for
+    the busy/idle benchmarks); killed on exit."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(settle)
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+
+
 def relative_deviation(theory, simulation, name: str) -> np.ndarray:
     """Per replica: max over checkpoints and components of |theory - sim|, over the stat's scale."""
     th, sm = getattr(theory.train, name), getattr(simulation.train, name)

@@ -18,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_burners  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,13 +72,8 @@ def main():
         idle = block(cmds, repeat, "idle")
         if args.get("busy", "1") != "1":
             return
-        procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-        try:
-            time.sleep(2.0)
+        with cpu_burners(2, settle=2.0):
             busy = block(cmds, repeat, "busy (two CPU-burning processes)")
-        finally:
-            for p in procs:
-                p.kill()
     print("\nbusy / idle:")
     for name in cmds:
         print(f"  {name:<28}{busy[name] / idle[name]:>6.2f}x")

@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_burners  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -102,10 +105,6 @@ def run_baseline(d: int, r: int, steps: int) -> tuple[float, float]:
     return wall, float(re.search(r"loop ([0-9.]+) steps/s", text).group(1))
 
 
-def burners(n: int):
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-
-
 def block(sizes, steps, label):
     print(f"\n{label}: {steps} SGD steps per process; uptime: {os.popen('uptime').read().strip()}")
     print(f"{'d':>6} {'r':>2} | {'baseline s':>10} {'hdae s':>7} {'ratio':>6} | {'baseline steps/s':>16} "
@@ -127,13 +126,8 @@ def main():
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.get("sizes", "2000x2,2000x4,10000x2,10000x4").split(",")]
     idle = block(sizes, steps, "idle (no extra load)")
     if args.get("busy", "1") == "1":
-        procs = burners(2)
-        try:
-            time.sleep(1.0)
+        with cpu_burners(2, settle=1.0):
             busy = block(sizes, steps, "busy (two CPU-burning processes)")
-        finally:
-            for p in procs:
-                p.kill()
         print("\nslowdown busy/idle (whole process): " + ", ".join(
             f"d={d} r={r}: baseline {busy[d, r][0] / idle[d, r][0]:.2f}x, hdae {busy[d, r][1] / idle[d, r][1]:.2f}x"
             for d, r in sizes))
