@@ -14,7 +14,8 @@ import numpy as np
 
 from . import collapse
 from .plotting import (DENSITY_MASSES, MAX_COMPONENTS, PALETTE, THEORY_COLOR, _draw_2d, _Panel, _rc, _split,
-                       _Style, _suptitle, _TARGET_CMAP, density_grid, density_limits, hdr_levels, target_density)
+                       _Style, _suptitle, _TARGET_CMAP, density_grid, density_limits, hdr_levels, save_png,
+                       target_density)
 from .results import Result
 
 
@@ -119,12 +120,7 @@ def plot_collapse(theory: Result | None, simulation: Result | None, *, replica: 
 
 
 def plot_collapse_file(main: Result, other: Result | None, output, what: str = "generations", dpi: int = 130):
-    """Write :func:`plot_generations` (what='generations') or :func:`plot_collapse` (what='collapse')."""
-    from pathlib import Path
-
+    """Write :func:`plot_generations` (what='generations') or :func:`plot_collapse` (what='collapse')
+    atomically into the PNG ``output``."""
     theory, sim = _split(main, other)
-    fig = (plot_generations if what == "generations" else plot_collapse)(theory, sim)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=dpi, format="png")
-    return output
+    return save_png((plot_generations if what == "generations" else plot_collapse)(theory, sim), output, dpi)

@@ -752,7 +752,13 @@ def plot_file(main: Result, other: Result | None, output, what: str = "auto", dp
         fig = plot_densities(theory, sim, **kwargs)
     else:
         fig = plot_training(theory, sim, **kwargs)
+    return save_png(fig, output, dpi)
+
+
+def save_png(fig, output, dpi: int = 130) -> Path:
+    """Write ``fig`` to the PNG ``output`` atomically (never a half-written file, even on Ctrl-C or
+    SIGTERM; missing folders are created) and return its path."""
     output = Path(output)
-    with atomic_path(output) as tmp:  # never a half-written PNG, even on Ctrl-C / SIGTERM
+    with atomic_path(output) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     return output

@@ -194,9 +194,9 @@ def plot_sweep(path, output, summary: str = "modes", axes=None, at=None, run: st
         ax.set_xticks(xs, xt)
     ax.set_title(header, fontsize=9)
     fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=dpi)
+    from .plotting import save_png
+
+    output = save_png(fig, output, dpi)
     plt.close(fig)
     return output
 
