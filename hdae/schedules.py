@@ -101,7 +101,6 @@ class SamplerCoefficients:
             s[k + 1] = (1.0 + self.dt[k] * a[k]) ** 2 * s[k] + self.noise_var[k]
         return s
 
-
     def orthogonal_variance_batch(self, b) -> np.ndarray:
         """:meth:`orthogonal_variance` for skip connections b (n,): shape (n, n_steps + 1)."""
         return np.array([self.orthogonal_variance(float(x)) for x in np.asarray(b, dtype=float).reshape(-1)])

@@ -624,10 +624,17 @@ def initial_weights(target: MixtureTarget, init, width: int, d: int, seed: int, 
             key = [seed, i] if generation == 0 else [seed, i, 1000 + generation]
             w[i] = init.scale * np.random.default_rng(key).standard_normal((d, width))
     if init.warm_norm > 0:
-        dirs = init.warm_directions[:width]
-        units = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-        w[:, :k, : len(units)] += init.warm_norm * math.sqrt(d) * units.T
+        w[:, :k] += init.warm_norm * math.sqrt(d) * warm_units(target, init, width)
     return w
+
+
+def warm_units(target: MixtureTarget, init, width: int) -> np.ndarray:
+    """Unit warm-start directions in latent coordinates, one column per unit, (k, width); units beyond
+    the given directions get a zero column."""
+    dirs = init.warm_directions[:width]
+    u = np.zeros((target.latent_dim, width))
+    u[:, : len(dirs)] = (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).T
+    return u
 
 
 def limit_initial_statistics(reduced: ReducedTarget, target: MixtureTarget, init, width: int, basis: np.ndarray):
@@ -639,9 +646,7 @@ def limit_initial_statistics(reduced: ReducedTarget, target: MixtureTarget, init
     m = np.zeros((L, width, K))
     g = np.zeros((L, width, R))
     if init.warm_norm > 0:
-        dirs = init.warm_directions[:width]
-        u = np.zeros((target.latent_dim, width))
-        u[:, : len(dirs)] = (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).T
+        u = warm_units(target, init, width)
         for j, idx in enumerate(_latent_groups(target)):
             uj = u[idx]
             q[j] += init.warm_norm**2 * uj.T @ uj

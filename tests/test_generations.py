@@ -189,10 +189,10 @@ def test_next_generation_converges_in_the_number_of_points(small_problem):
     for J in (16, 64, 256, 1024):
         p = problem.with_overrides(**{"generations.points": J, "generations.count": 2,
                                       "generations.latent_samples": 8000})
-        start = generation_start(p, th0, [generated_target(p, th0.train, 0, 0, None)], 1, None,
+        start = generation_start(p, [generated_target(p, th0.train, 0, 0, None)], 1, None,
                                                    "limit")
         nodes = quadrature.choose(2, "tanh")
-        run, _ = _solve_generation(p, start, nodes, p.train.checkpoints, [], 1, False, 2)
+        run = _solve_generation(p, start, nodes, p.train.checkpoints, [], 1, False, 2)
         finals[J] = np.concatenate([run.train.Q[0, -1].ravel(), run.train.G[0, -1].ravel(),
                                     run.train.overlap[0, -1].ravel()])
     scale = np.abs(finals[1024]).max()

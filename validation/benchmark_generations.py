@@ -31,12 +31,12 @@ def _one(problem, th0, points):
     t0 = time.perf_counter()
     gen = generated_target(p, th0.train, 0, 0, None)
     t_target = time.perf_counter() - t0
-    start = generation_start(p, th0, [gen], 1, None, "limit")
+    start = generation_start(p, [gen], 1, None, "limit")
     tr = p.train
     nodes = quadrature.choose(TrainingSetup.integration_dim(p.model.width, len(tr.times)), p.model.activation,
                               p.theory.quadrature, p.theory.nodes)
     t0 = time.perf_counter()
-    run, _ = _solve_generation(p, start, nodes, tr.checkpoints, [], 1, False, 2)
+    run = _solve_generation(p, start, nodes, tr.checkpoints, [], 1, False, 2)
     t_solve = time.perf_counter() - t0
     final = np.concatenate([run.train.Q[0, -1].ravel(), run.train.G[0, -1].ravel(), run.train.overlap[0, -1].ravel()])
     return t_target, t_solve, final, gen.n_clusters

@@ -117,15 +117,17 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
     common = dict(kind="simulation", config_text=problem.config_text, seed=seed, d=d, replica_axis=True,
                   target={"weights": weights, "means": means, "covariances": covs})
 
+    def trained_on(w, b):
+        """Training data and statistics of the generation after the one with final weights w, b."""
+        S_prev = as_t(coeffs.orthogonal_variance_batch(b.cpu().numpy())[:, -1])
+        return GeneratedData(w, b, coeffs, problem.model.activation), _Generation(eig, cents, basis, w, S_prev)
+
     data, measure = MixtureSampler(realised, dev, dtype), _Generation(eig, cents, basis)
     runs = []
     n_gen = problem.generations.count
     if resume is not None:
         runs = _resumed_generations(problem, resume, replicas, n_gen)
-        w, b = as_t(runs[-1].final_w), as_t(runs[-1].final_b)
-        S_prev = as_t(coeffs.orthogonal_variance_batch(runs[-1].final_b)[:, -1])
-        data = GeneratedData(w, b, coeffs, problem.model.activation)
-        measure = _Generation(eig, cents, basis, w, S_prev)
+        data, measure = trained_on(as_t(runs[-1].final_w), as_t(runs[-1].final_b))
         generator.manual_seed(int(np.random.SeedSequence([seed, len(runs)]).generate_state(1)[0]))
         data_rng = np.random.default_rng([seed, len(runs)]) if dev.type == "cpu" else generator
     for g in range(len(runs), n_gen):
@@ -143,9 +145,7 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
                            wall_time_s=time.perf_counter() - t_gen, attrs={"n_steps": n_steps, "generation": g}))
         if status != "success":
             break
-        S_prev = as_t(coeffs.orthogonal_variance_batch(b.cpu().numpy())[:, -1])
-        data = GeneratedData(w.clone(), b.clone(), coeffs, problem.model.activation)
-        measure = _Generation(eig, cents, basis, w.clone(), S_prev)
+        data, measure = trained_on(w.clone(), b.clone())
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     attrs = {"dtype": problem.simulation.dtype, "lambda_avg": problem.target.average_eigenvalue(d),

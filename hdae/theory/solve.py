@@ -166,7 +166,7 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
 
     r, T = problem.model.width, len(tr.times)
     nodes = quadrature.choose(TrainingSetup.integration_dim(r, T), problem.model.activation, th.quadrature, th.nodes)
-    runs, previous = [], None
+    runs = []
     for g in range(n_gen):
         t_gen = time.perf_counter()
         if g == 0:
@@ -178,14 +178,16 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
         else:
             if sim is not None and problem.generations.chain == "simulation":
                 previous = _simulation_targets(problem, sim, g)
-            start = generation_start(problem, runs[-1], previous, g, sim, th.init)
+            else:
+                previous = [generated_target(problem, runs[-1].train, rep, g - 1, red.d)
+                            for rep, (red, _, _) in enumerate(start)]
+            start = generation_start(problem, previous, g, sim, th.init)
         limits.check_memory(limits.theory_bytes(problem, len(start), len(nodes.weights), nodes.dim), "this theory",
                             f"{len(nodes.weights)} quadrature nodes, {len(start)} trajectories, "
                             f"sample.n = {problem.sample.n}")
         for _, st, _ in start:  # out of range before any step: the input's scales, not a divergence
             check_initial({"q": st.q, "m": st.m, "g": st.g, "b": st.b}, th.divergence)
-        run, previous = _solve_generation(problem, start, nodes, t_out, sample_thetas if sample else [], g, progress,
-                                          n_gen)
+        run = _solve_generation(problem, start, nodes, t_out, sample_thetas if sample else [], g, progress, n_gen)
         run.wall_time_s = time.perf_counter() - t_gen
         run.attrs.update({"init": init_desc, "quadrature": nodes.rule, "quadrature_size": nodes.size,
                           "quadrature_nodes": len(nodes.weights), "integrator": th.integrator, "dt": th.dt})
@@ -208,7 +210,7 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
 
 def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, n_gen):
     """Integrate one generation from ``start`` = [(reduced target, State, GeneratedTarget or None)] per
-    replica. Returns (Result of this generation, [GeneratedTarget of the next generation per replica])."""
+    replica. Returns the Result of this generation."""
     th, tr = problem.theory, problem.train
     n_rep = len(start)
     label = f"solve x{n_rep}" + (f" gen {g}" if n_gen > 1 else "")
@@ -267,10 +269,7 @@ def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, 
                     message=message, replica_axis=n_rep > 1, extras=extras,
                     attrs={"n_rhs": n_rhs, "lambda_avg": reduceds[0].average_eigenvalue,
                            "n_bins": reduceds[0].n_bins, "generation": g})
-    nxt = None
-    if result.ok and g + 1 < n_gen:
-        nxt = [generated_target(problem, train, rep, g, reduceds[rep].d) for rep in range(n_rep)]
-    return result, nxt
+    return result
 
 
 def _target_extras(gens) -> dict:
@@ -316,7 +315,7 @@ def _simulation_targets(problem: Problem, sim: Result, g: int) -> list:
     return out
 
 
-def generation_start(problem: Problem, previous_run: Result, targets_: list, g: int, sim, mode: str):
+def generation_start(problem: Problem, targets_: list, g: int, sim, mode: str):
     """Reduced targets and initial states of generation g >= 1, one per replica.
 
     With a simulation: the student's exact Q', G' from the simulation's w_0 of generation g and its
@@ -327,24 +326,23 @@ def generation_start(problem: Problem, previous_run: Result, targets_: list, g: 
     observation space spans the latent directions)."""
     init, basis = problem.init, problem.observation_basis
     width, k = problem.model.width, problem.target.latent_dim
+    d = sim.d if sim is not None else problem.d
+    E = targets.realise(problem.target, basis, d).basis if (sim is not None or mode == "realised") else None
     out = []
     for rep, gen in enumerate(targets_):
         reduced = gen.reduce()
         b0 = problem.model.skip
         Q_basis = G_basis = None
         if sim is not None:
-            d = sim.d
             cur, prev = sim.generation(g), sim.generation(g - 1)
             w0, wp = cur.init_w[rep], prev.final_w[rep]
-            realised = targets.realise(problem.target, basis, d)
-            Qs, Gs, C = w0.T @ w0 / d, w0.T @ realised.basis / np.sqrt(d), w0.T @ wp / d
-            Q_basis, G_basis = wp.T @ wp / d, wp.T @ realised.basis / np.sqrt(d)
+            Qs, Gs, C = w0.T @ w0 / d, w0.T @ E / np.sqrt(d), w0.T @ wp / d
+            Q_basis, G_basis = wp.T @ wp / d, wp.T @ E / np.sqrt(d)
             b0 = float(cur.init_b[rep])
         else:
             if mode == "realised":
-                d = problem.d
                 w0 = targets.initial_weights(problem.target, init, width, d, problem.seed, 1, g)[0]
-                Qs, Gs = w0.T @ w0 / d, w0.T @ targets.realise(problem.target, basis, d).basis / np.sqrt(d)
+                Qs, Gs = w0.T @ w0 / d, w0.T @ E / np.sqrt(d)
                 latent = w0[:k] / np.sqrt(d)
                 rest = gen.Q - gen.G @ gen.G.T  # Gram of w_prev outside the observation space (times 1/d)
                 rng = np.random.default_rng([problem.seed, 13, g, rep])
@@ -353,19 +351,11 @@ def generation_start(problem: Problem, previous_run: Result, targets_: list, g: 
                 red0, _ = targets.reduce(problem.target, basis, None, 0)
                 q, _, g0 = targets.limit_initial_statistics(red0, problem.target, init, width, basis)
                 Qs, Gs = q.sum(0), g0.sum(0)
-                latent = _warm_latent(problem)
+                latent = (init.warm_norm * targets.warm_units(problem.target, init, width) if init.warm_norm > 0
+                          else np.zeros((k, width)))
                 C_random = 0.0
             C = latent.T @ basis @ gen.G.T + C_random
         q, m, gg = gen.student_bins(Qs, Gs, C, Q_basis, G_basis)
         out.append((reduced, State(q, m, gg, float(b0)), (gen, gen.Q if Q_basis is None else Q_basis)))
     return out
 
-
-def _warm_latent(problem: Problem) -> np.ndarray:
-    """The warm-start part of w_0's latent coordinates divided by sqrt(d), (k, r)."""
-    init, width = problem.init, problem.model.width
-    u = np.zeros((problem.target.latent_dim, width))
-    if init.warm_norm > 0:
-        dirs = init.warm_directions[:width]
-        u[:, :len(dirs)] = init.warm_norm * (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).T
-    return u
