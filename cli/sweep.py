@@ -5,8 +5,6 @@ from pathlib import Path
 
 import click
 
-from hdae import sweep
-
 from . import options as o
 
 
@@ -62,6 +60,8 @@ def command(problem_file, example, overrides, grid, output, d, seed, simulate, r
         raise click.UsageError("--serial runs without Dask: drop --scheduler/--workers")
     if scheduler and workers:
         raise click.UsageError("--workers sizes the local cluster; an existing --scheduler has its own workers")
+    from hdae import sweep  # at run time: it loads numba
+
     spec = sweep.make_spec(problem_file, example=example, overrides=overrides, grid=grid, d=d, seed=seed,
                            simulate=simulate, replicas=replicas, device=device, sample=not no_sample,
                            keep_samples=keep_samples)

@@ -257,3 +257,18 @@ def test_device_cuda_without_gpu(tmp_path):
     msg = _one_line_error(_run(*SIM_ARGS, "--device", "cuda", "-o", str(out)))
     assert "cuda" in msg.lower()
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["examples"], ["solve", "--help"], ["sweep", "--help"]])
+def test_light_commands_import_no_heavy_library(args):
+    """`hdae --help`, `examples` and the commands' help load none of torch, numba, scipy or matplotlib
+    (issue 15's start-up target of 0.5 s as a process): they are imported when a command runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from cli.main import cli\n"
+            f"try:\n    cli({args!r})\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numba', 'scipy', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
