@@ -10,7 +10,15 @@ The public API (everything a command of the ``hdae`` CLI does is one of these ca
 
 ``simulate`` imports torch, ``solve`` and ``compare_*`` numba, ``read`` h5py only when called.
 """
-from ._version import __version__
+import os as _os
+
+# OpenMP threads (numba's parallel kernels, torch's intra-op pool) that wait at a barrier sleep
+# instead of spinning: with the default (spin) a 2-thread kernel ran 4x slower than 1 thread as soon
+# as another process took a core (validation/benchmark_commands.py). Read by libgomp when it loads,
+# so it is set before numba or torch are imported; a user's own setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._version import __version__  # noqa: E402
 from .config import ConfigError, Problem, example_names, example_text, load_problem
 
 _LAZY = {"compare_samples": "compare", "compare_training": "compare", "Result": "results", "read": "results"}

@@ -47,3 +47,18 @@ def test_threads_option():
     finally:
         numba.set_num_threads(before[0])
         torch.set_num_threads(before[1])
+
+
+@pytest.mark.parametrize("user_setting", [None, "ACTIVE"])
+def test_openmp_threads_sleep_at_barriers_unless_the_user_says_otherwise(user_setting):
+    """hdae sets OMP_WAIT_POLICY=PASSIVE before numba/torch load (spinning OpenMP waiters made a
+    2-thread kernel 4x slower than 1 thread on a busy 2-core machine); a user's setting is kept."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_setting:
+        env["OMP_WAIT_POLICY"] = user_setting
+    out = subprocess.run([sys.executable, "-c", "import os, hdae; print(os.environ['OMP_WAIT_POLICY'])"],
+                         capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == (user_setting or "PASSIVE")
