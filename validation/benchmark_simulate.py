@@ -1,8 +1,11 @@
 """Finite-d simulation speed, whole processes: `hdae simulate` against the plain torch autograd loop.
 
-Usage: python validation/benchmark_simulate.py [steps=20000] [busy=1] [sizes=2000x2,2000x4,10000x2,10000x4]
+Usage: python validation/benchmark_simulate.py [busy=0] [steps=N] [sizes=2000x2:200000,2000x4:200000,10000x2:10000,10000x4:10000]
 
-For every (d, r), the same number of online-SGD steps on fig2's trimodal mixture (tanh, t = 1/2):
+For every (d, r) of ``sizes`` (D x R : steps), the same number of online-SGD steps in both processes,
+on fig2's trimodal mixture (tanh, t = 1/2); ``steps=N`` gives every size N steps. The default step
+counts make the loop run for minutes, so that a process's one-time costs (importing torch, ~1.5 s,
+loading numba's cache, ~1 s) weigh in both as they would in a real run:
 
 * baseline: a fresh process running the loop as the paper's authors would write it (this file
   with ``--baseline``): an ``nn.Module`` DAE, a fresh (x0, x1) drawn with torch every step (batch
@@ -105,29 +108,31 @@ def run_baseline(d: int, r: int, steps: int) -> tuple[float, float]:
     return wall, float(re.search(r"loop ([0-9.]+) steps/s", text).group(1))
 
 
-def block(sizes, steps, label):
-    print(f"\n{label}: {steps} SGD steps per process; uptime: {os.popen('uptime').read().strip()}")
-    print(f"{'d':>6} {'r':>2} | {'baseline s':>10} {'hdae s':>7} {'ratio':>6} | {'baseline steps/s':>16} "
+def block(sizes, label):
+    print(f"\n{label}; uptime: {os.popen('uptime').read().strip()}")
+    print(f"{'d':>6} {'r':>2} {'steps':>7} | {'baseline s':>10} {'hdae s':>7} {'ratio':>6} | {'baseline steps/s':>16} "
           f"{'hdae steps/s':>12} {'ratio':>6}")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for d, r in sizes:
+        for (d, r), steps in sizes.items():
             wb, sb = run_baseline(d, r, steps)
             wh, sh = run_hdae(d, r, steps, Path(tmp) / "sim.h5")
             rows[d, r] = (wb, wh)
-            print(f"{d:>6} {r:>2} | {wb:>10.2f} {wh:>7.2f} {wb / wh:>6.1f} | {sb:>16.0f} {sh:>12.0f} {sh / sb:>6.1f}",
+            print(f"{d:>6} {r:>2} {steps:>7} | {wb:>10.2f} {wh:>7.2f} {wb / wh:>6.1f} | {sb:>16.0f} {sh:>12.0f} {sh / sb:>6.1f}",
                   flush=True)
     return rows
 
 
 def main():
     args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
-    steps = int(args.get("steps", 20000))
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.get("sizes", "2000x2,2000x4,10000x2,10000x4").split(",")]
-    idle = block(sizes, steps, "idle (no extra load)")
-    if args.get("busy", "1") == "1":
+    sizes = {}
+    for item in args.get("sizes", "2000x2:200000,2000x4:200000,10000x2:10000,10000x4:10000").split(","):
+        dr, _, n = item.partition(":")
+        sizes[tuple(int(v) for v in dr.split("x"))] = int(args.get("steps", n or 20000))
+    idle = block(sizes, "idle (no extra load)")
+    if args.get("busy", "0") == "1":
         with cpu_burners(2, settle=1.0):
-            busy = block(sizes, steps, "busy (two CPU-burning processes)")
+            busy = block(sizes, "busy (two CPU-burning processes)")
         print("\nslowdown busy/idle (whole process): " + ", ".join(
             f"d={d} r={r}: baseline {busy[d, r][0] / idle[d, r][0]:.2f}x, hdae {busy[d, r][1] / idle[d, r][1]:.2f}x"
             for d, r in sizes))
