@@ -78,6 +78,29 @@ def test_simulation_replica_diverges_alone(runs):
     assert np.isfinite(sim.final_w).all()  # the stopped replica keeps its last finite weights
 
 
+def test_simulation_torch_step_freezes_alike(problem, runs, monkeypatch):
+    """The torch step (the CUDA path), run here on CPU: the same statuses and, to float rounding, the
+    same statistics as the numba kernel."""
+    import functools
+
+    from hdae.simulation import run, sgd
+
+    monkeypatch.setattr(run, "OnlineSGD", functools.partial(sgd.OnlineSGD, backend="torch"))
+    real = targets.initial_weights
+
+    def blown(*a, **k):
+        w = real(*a, **k)
+        w[BLOWN] *= 8.0
+        return w
+
+    monkeypatch.setattr(targets, "initial_weights", blown)
+    res = simulate(problem.with_overrides("sample.thetas=[]"), replicas=3, device="cpu")
+    ref = runs["bad"]
+    np.testing.assert_array_equal(res.replica_status, ref.replica_status)
+    np.testing.assert_array_equal(res.replica_theta_stop, ref.replica_theta_stop)
+    np.testing.assert_allclose(res.train.Q, ref.train.Q, rtol=1e-9, atol=1e-12)  # NaN alike
+
+
 def test_theory_replica_diverges_alone(runs):
     th = runs["th_bad"]
     _check_one_stopped(th, runs["th_good"], exact=False)
