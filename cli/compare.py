@@ -61,7 +61,8 @@ def command(theory, simulation, tol, allow_mismatch):
         from hdae import collapse
 
         rep = collapse.reference_replica(th, sm)
-        click.echo(f"\nmodel collapse (replica {rep}, last sampled training time; dist: energy distance to the target):")
+        click.echo(f"\nmodel collapse (replica {rep}, last sampled training time; "
+                   "dist: energy distance to the target):")
         click.echo(collapse.format_table({"theory": collapse.diagnostics(th, min(rep, th.n_replicas - 1)),
                                           "simulation": collapse.diagnostics(sm, rep)}))
     diverged = [f"{path} {r.status} ({r.message})" for path, r in ((theory, th), (simulation, sm)) if not r.ok]

@@ -167,4 +167,5 @@ def collapse_extras(result) -> dict:
     if any(result.generation(g).sample is None for g in range(result.n_generations)):
         return {}
     rep = reference_replica(result)
-    return {"collapse_replica": np.int64(rep), **{f"collapse_{k}": v for k, v in as_arrays(diagnostics(result, rep)).items()}}
+    arrays = as_arrays(diagnostics(result, rep))
+    return {"collapse_replica": np.int64(rep), **{f"collapse_{k}": v for k, v in arrays.items()}}

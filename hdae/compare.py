@@ -113,8 +113,8 @@ def compared_replicas(theory: Result, simulation: Result) -> tuple[np.ndarray, l
     keep = th_ok & sm_ok
     notes = []
     for i in np.flatnonzero(~keep):
-        why = [f"{kind} {res.replica_status[j]}: {res.replica_message[j]}" for kind, res, ok, j in
-               (("theory", theory, th_ok[i], i if n_t == n_s else 0), ("simulation", simulation, sm_ok[i], i)) if not ok]
+        sides = (("theory", theory, th_ok[i], i if n_t == n_s else 0), ("simulation", simulation, sm_ok[i], i))
+        why = [f"{kind} {res.replica_status[j]}: {res.replica_message[j]}" for kind, res, ok, j in sides if not ok]
         notes.append(f"replica {i} " + ("left out" if keep.any() else "compared anyway") + f" ({'; '.join(why)})")
     if not keep.any():
         keep[:] = True

@@ -150,7 +150,8 @@ def test_old_files_derive_the_replica_status(tmp_path):
 
 def test_combine_replicas():
     assert combine_replicas(["success"] * 3, [""] * 3) == ("success", "")
-    assert combine_replicas(["failed"], ["integrator failed at theta = 1"]) == ("failed", "integrator failed at theta = 1")
+    one = "integrator failed at theta = 1"
+    assert combine_replicas(["failed"], [one]) == ("failed", one)
     status, message = combine_replicas(["diverged", "failed", "success"], ["a", "b", ""])
     assert status == "diverged" and message.startswith("2 of 3 replicas stopped (replicas 0, 1; 1 completed)")
     assert combine_replicas(["failed", "failed"], ["x", "y"])[0] == "failed"

@@ -110,9 +110,10 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
     init_from : a simulation :class:`~hdae.results.Result` or its file path: the theory starts
         from each replica's exact initial weights and reports at the simulation's checkpoints
         (one trajectory per replica, all integrated together, each with its own status: a replica
-        that diverges stops with NaN statistics from there on, the others go on). Without it, ``problem.theory.init`` chooses between
-        'realised' (the w_0 that ``simulate`` draws at the problem's d and seed; checkpoints
-        snapped to SGD steps as in ``simulate``) and 'limit' (d -> infinity).
+        that diverges stops with NaN statistics from there on, the others go on). Without it,
+        ``problem.theory.init`` chooses between 'realised' (the w_0 that ``simulate`` draws at the
+        problem's d and seed; checkpoints snapped to SGD steps as in ``simulate``) and 'limit'
+        (d -> infinity).
     progress : show a bar (None: when stderr is a tty).
     sample : also compute the generated density at ``sample.thetas`` (Result 2.2, Corollary 2.3).
     generations : number of generations (default: the simulation's, else ``generations.count``).
