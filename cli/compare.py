@@ -53,13 +53,18 @@ def command(theory, simulation, tol, allow_mismatch):
     th0, sm0 = th.generation(0), sm.generation(0)
     click.echo(f"training: {len(cmp.common_checkpoints(th0.train.theta, sm0.train.theta)[0])} common checkpoints, "
                f"theta up to {min(th0.train.theta[-1], sm0.train.theta[-1]):.4g}; simulation d = {sm.d}, "
-               f"{sm.n_replicas} replica(s)" + (f", {len(rows)} generations" if len(rows) > 1 else ""))
+               f"{sm.n_replicas} replica(s)"
+               + (f", {len(rows[-1].replicas)} compared (per-replica status below)" if rows[-1].notes else "")
+               + (f", {len(rows)} generations" if len(rows) > 1 else ""))
     click.echo(cmp.format_generations(rows))
     if (th.n_generations > 1 or sm.n_generations > 1) and all(r.samples for r in rows):
         from hdae import collapse
 
-        click.echo("\nmodel collapse (replica 0, last sampled training time; dist: energy distance to the target):")
-        click.echo(collapse.format_table({"theory": collapse.diagnostics(th), "simulation": collapse.diagnostics(sm)}))
+        rep = collapse.reference_replica(th, sm)
+        click.echo(f"\nmodel collapse (replica {rep}, last sampled training time; "
+                   "dist: energy distance to the target):")
+        click.echo(collapse.format_table({"theory": collapse.diagnostics(th, min(rep, th.n_replicas - 1)),
+                                          "simulation": collapse.diagnostics(sm, rep)}))
     diverged = [f"{path} {r.status} ({r.message})" for path, r in ((theory, th), (simulation, sm)) if not r.ok]
     if diverged:  # a table of a diverged run is no success
         _fail(diverged[0], EXIT_DIVERGED)

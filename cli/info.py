@@ -4,10 +4,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 import hdae
 
 from .options import user_errors
+
+
+def replica_lines(run, indent: str = "  ") -> list[str]:
+    """The per-replica status (several replicas, or any that did not succeed): a count, then one
+    line per replica that stopped, with where and why."""
+    status = run.replica_status
+    if status is None or (len(status) == 1 and run.replica_ok.all()):
+        return []
+    counts = {s: int((status == s).sum()) for s in ("success", "diverged", "failed") if (status == s).any()}
+    lines = [f"{indent}replicas: " + ", ".join(f"{v} {k}" for k, v in counts.items())]
+    for i in np.flatnonzero(~run.replica_ok):
+        stop = run.replica_theta_stop[i]
+        where = f" at theta {stop:.4g}" if np.isfinite(stop) else ""
+        lines.append(f"{indent}  replica {i}: {status[i]}{where} ({run.replica_message[i]})")
+    return lines
 
 
 @click.command("info")
@@ -31,14 +47,16 @@ def command(file, show_config):
         head = f"  generation {g} ({run.status}, {run.wall_time_s:.3f} s): " if r.n_generations > 1 else "  "
         lines.append(f"{head}checkpoints {len(run.train.theta)} (theta {run.train.theta[0]:.4g} .. "
                      f"{run.train.theta[-1]:.4g})" if len(run.train.theta) else f"{head}no checkpoints")
+        lines += replica_lines(run, "    " if r.n_generations > 1 else "  ")
         if run.sample is not None:
             lines.append(f"  {'  ' if r.n_generations > 1 else ''}samples: {run.sample.projected.shape[2]} per "
                          f"training time at theta = {', '.join(f'{t:.4g}' for t in run.sample.theta)}")
     if r.n_generations > 1 and all(r.generation(g).sample is not None for g in range(r.n_generations)):
         from hdae import collapse
 
-        lines.append("  model collapse (replica 0):")
-        lines += ["    " + ln for ln in collapse.format_table({r.kind: collapse.diagnostics(r)}).splitlines()]
+        rep = collapse.reference_replica(r)
+        lines.append(f"  model collapse (replica {rep}):")
+        lines += ["    " + ln for ln in collapse.format_table({r.kind: collapse.diagnostics(r, rep)}).splitlines()]
     lines += [f"  {k}: {v}" for k, v in sorted(r.attrs.items())]
     if not show_config:
         click.echo("\n".join(lines))

@@ -63,8 +63,8 @@ def load(problem_file, example_name, overrides_, d=None, seed_=None):
 
 EXIT_CODES = """\b
 Exit status: 0 success; 1 bad input or a failed check (one line on stderr); 2 bad command
-line; 3 a diverged computation (what was computed before is saved); 130 Ctrl-C, 143 SIGTERM
-(no partial output is left behind)."""
+line; 3 a diverged computation (any replica; what was computed, the other replicas included, is
+saved); 130 Ctrl-C, 143 SIGTERM (no partial output is left behind)."""
 
 
 def _fail(message: str, code: int):

@@ -85,8 +85,13 @@ def grid_modes(density: np.ndarray, cell: float, min_mass: float = 0.02) -> np.n
 
 def sample_diagnostics(samples: np.ndarray, reference: np.ndarray, generation: int = 0, theta: float = float("nan"),
                        min_mass: float = 0.02, max_samples: int = 2000) -> GenerationDiagnostics:
-    """Diagnostics of projected samples (n, R) against samples of the original target (m, R)."""
+    """Diagnostics of projected samples (n, R) against samples of the original target (m, R); NaN
+    (no modes) when fewer than two samples are finite (a replica that stopped)."""
     x = np.asarray(samples, dtype=float)
+    x = x[np.all(np.isfinite(x), axis=1)]
+    if len(x) < 2:
+        nan = np.full(x.shape[1], np.nan)
+        return GenerationDiagnostics(generation, float(theta), nan, float("nan"), np.zeros(0), float("nan"))
     axes, dens = kde_grid(x[:max_samples, :2])
     cell = np.prod([a[1] - a[0] for a in axes])
     var = x.var(0)
@@ -94,9 +99,23 @@ def sample_diagnostics(samples: np.ndarray, reference: np.ndarray, generation: i
                                  energy_distance(x[:max_samples], reference[:max_samples]))
 
 
-def diagnostics(result, replica: int = 0, n_reference: int = 2000) -> list[GenerationDiagnostics]:
+def reference_replica(*results) -> int:
+    """The replica the collapse diagnostics follow by default: the first that succeeded in every
+    generation of every result given (a single theory trajectory stands for every replica; 0 when
+    none did)."""
+    n = max(r.n_replicas for r in results)
+    oks = [np.broadcast_to(r.generation(g).replica_ok, (n,)) if r.n_replicas in (1, n) else np.zeros(n, bool)
+           for r in results for g in range(r.n_generations)]
+    ok = np.logical_and.reduce(oks)
+    return int(np.argmax(ok)) if ok.any() else 0
+
+
+def diagnostics(result, replica: int | None = None, n_reference: int = 2000) -> list[GenerationDiagnostics]:
     """Per generation of ``result`` (theory or simulation, one or several generations), the diagnostics
-    of replica ``replica``'s samples at the last sampled training time."""
+    of replica ``replica``'s samples at the last sampled training time (default
+    :func:`reference_replica`: the first replica that succeeded throughout)."""
+    if replica is None:
+        replica = reference_replica(result)
     if result.target is None:
         raise ValueError("the result holds no projected target (/target)")
     reference = target_samples(result.target, n_reference, seed=result.seed)
@@ -143,8 +162,10 @@ def format_table(columns: dict[str, list[GenerationDiagnostics]]) -> str:
 
 
 def collapse_extras(result) -> dict:
-    """The diagnostics of every replica-0 generation as ``collapse_*`` arrays for a result's /extra
-    (empty when a generation has no samples)."""
+    """The diagnostics of every generation of the :func:`reference_replica` as ``collapse_*`` arrays for a
+    result's /extra (empty when a generation has no samples); ``collapse_replica`` names the replica."""
     if any(result.generation(g).sample is None for g in range(result.n_generations)):
         return {}
-    return {f"collapse_{k}": v for k, v in as_arrays(diagnostics(result)).items()}
+    rep = reference_replica(result)
+    arrays = as_arrays(diagnostics(result, rep))
+    return {"collapse_replica": np.int64(rep), **{f"collapse_{k}": v for k, v in arrays.items()}}

@@ -100,6 +100,28 @@ def check_comparable(theory: Result, simulation: Result, allow_mismatch: bool = 
                              f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''} (--allow-mismatch compares anyway)")
 
 
+def compared_replicas(theory: Result, simulation: Result) -> tuple[np.ndarray, list[str]]:
+    """The simulation replicas to compare (theory trajectory i with replica i, or the single theory
+    trajectory with each): those that succeeded in both files (per-replica status, :mod:`hdae.results`),
+    and one line per replica left out saying why. When no replica succeeded in both, every replica is
+    compared (over what was stored) and the lines say so."""
+    n_s, n_t = simulation.n_replicas, theory.n_replicas
+    if n_t not in (1, n_s):
+        raise ValueError(f"cannot pair {n_t} theory trajectories with {n_s} simulation replicas")
+    th_ok = theory.replica_ok if n_t == n_s else np.repeat(theory.replica_ok, n_s)
+    sm_ok = simulation.replica_ok
+    keep = th_ok & sm_ok
+    notes = []
+    for i in np.flatnonzero(~keep):
+        sides = (("theory", theory, th_ok[i], i if n_t == n_s else 0), ("simulation", simulation, sm_ok[i], i))
+        why = [f"{kind} {res.replica_status[j]}: {res.replica_message[j]}" for kind, res, ok, j in sides if not ok]
+        notes.append(f"replica {i} " + ("left out" if keep.any() else "compared anyway") + f" ({'; '.join(why)})")
+    if not keep.any():
+        keep[:] = True
+        notes.append("no replica succeeded in both files: every replica is compared over what was stored")
+    return np.flatnonzero(keep), notes
+
+
 def _paired(theory: np.ndarray, sim: np.ndarray):
     """theory (n_t, ...) against sim (n_s, ...): replica i with replica i, or one theory with all."""
     if theory.shape[0] == sim.shape[0]:
@@ -109,9 +131,19 @@ def _paired(theory: np.ndarray, sim: np.ndarray):
     raise ValueError(f"cannot pair {theory.shape[0]} theory trajectories with {sim.shape[0]} simulation replicas")
 
 
-def compare_training(theory: Result, simulation: Result) -> list[StatisticComparison]:
+def _select(theory_arr: np.ndarray, sim_arr: np.ndarray, reps):
+    """The compared replicas ``reps`` of both arrays (the theory's all, when it has one trajectory)."""
+    if reps is None:
+        return theory_arr, sim_arr
+    return (theory_arr if theory_arr.shape[0] == 1 and sim_arr.shape[0] != 1 else theory_arr[reps]), sim_arr[reps]
+
+
+def compare_training(theory: Result, simulation: Result, replicas=None) -> list[StatisticComparison]:
     """Per statistic (Q, Omega, M, G, b, and for generations >= 1 the overlap with the previous
-    generation's weights): deviations over the checkpoints both files share."""
+    generation's weights): deviations over the checkpoints both files share, for the simulation
+    replicas ``replicas`` (default: those that succeeded in both files, :func:`compared_replicas`)."""
+    if replicas is None:
+        replicas, _ = compared_replicas(theory, simulation)
     it, is_ = common_checkpoints(theory.train.theta, simulation.train.theta)
     if len(it) == 0:
         raise ValueError("the two files share no checkpoint")
@@ -119,8 +151,7 @@ def compare_training(theory: Result, simulation: Result) -> list[StatisticCompar
     names = TRAIN_STATS + tuple(k for k in TRAIN_OPTIONAL
                                 if getattr(theory.train, k) is not None and getattr(simulation.train, k) is not None)
     for name in names:
-        th = getattr(theory.train, name)[:, it]
-        sm = getattr(simulation.train, name)[:, is_]
+        th, sm = _select(getattr(theory.train, name)[:, it], getattr(simulation.train, name)[:, is_], replicas)
         if th.shape[2:] != sm.shape[2:]:
             raise ValueError(f"{name}: shapes differ ({th.shape[2:]} vs {sm.shape[2:]}): not the same problem")
         a, b = _paired(th, sm)
@@ -183,21 +214,24 @@ class SampleComparison:
 
 
 def compare_samples(theory: Result, simulation: Result, max_samples: int = 2000,
-                    seed: int = 0) -> list[SampleComparison]:
-    """Per sampled training time both files share: moments and energy distance, with noise floor.
+                    seed: int = 0, replicas=None) -> list[SampleComparison]:
+    """Per sampled training time both files share: moments and energy distance, with noise floor,
+    for the simulation replicas ``replicas`` (default: those that succeeded in both files).
 
     The simulation samples of each replica are split into two halves A and B (at most
     ``max_samples`` each); the floor is the distance between A and B, and the theory is
     compared with A on a theory subsample of the same size."""
     if theory.sample is None or simulation.sample is None:
         raise ValueError("both files need generated samples (/sample)")
+    if replicas is None:
+        replicas, _ = compared_replicas(theory, simulation)
     it, is_ = common_checkpoints(theory.sample.theta, simulation.sample.theta)
     rng = np.random.default_rng(seed)
     out = []
     if min(theory.sample.projected.shape[2], simulation.sample.projected.shape[2]) < 2:
         raise ValueError("the sample comparison needs at least 2 samples per file (sample.n >= 2)")
     for i, j in zip(it, is_):
-        th, sm = _paired(theory.sample.projected[:, i], simulation.sample.projected[:, j])
+        th, sm = _paired(*_select(theory.sample.projected[:, i], simulation.sample.projected[:, j], replicas))
         rows = []
         for a, b in zip(th, sm):
             half = min(len(b) // 2, max_samples)
@@ -220,18 +254,22 @@ class GenerationComparison:
     generation: int
     training: list
     samples: list
+    replicas: np.ndarray | None = None  # the simulation replicas compared
+    notes: tuple = ()  # the replicas left out (or compared although they stopped), one line each
 
 
 def compare_generations(theory: Result, simulation: Result) -> list[GenerationComparison]:
     """:func:`compare_training` and :func:`compare_samples` generation by generation (a single run is
-    generation 0); only the generations both results hold."""
+    generation 0); only the generations both results hold; in each, only the replicas that succeeded
+    in both (:func:`compared_replicas`)."""
     out = []
     for g in range(min(theory.n_generations, simulation.n_generations)):
         th, sm = theory.generation(g), simulation.generation(g)
         if th.train is None or sm.train is None or len(th.train.theta) == 0 or len(sm.train.theta) == 0:
             break
-        samples = compare_samples(th, sm) if th.sample is not None and sm.sample is not None else []
-        out.append(GenerationComparison(g, compare_training(th, sm), samples))
+        reps, notes = compared_replicas(th, sm)
+        samples = compare_samples(th, sm, replicas=reps) if th.sample is not None and sm.sample is not None else []
+        out.append(GenerationComparison(g, compare_training(th, sm, reps), samples, reps, tuple(notes)))
     return out
 
 
@@ -240,10 +278,18 @@ def format_generations(rows: list[GenerationComparison]) -> str:
     blocks = []
     for row in rows:
         text = format_training(row.training)
+        if row.notes:
+            text = format_replicas(row) + "\n" + text
         if row.samples:
             text += "\n\ngenerated samples (projections on the observation space):\n" + format_samples(row.samples)
         blocks.append(text if len(rows) == 1 else f"== generation {row.generation} ==\n{text}")
     return "\n\n".join(blocks)
+
+
+def format_replicas(row: GenerationComparison) -> str:
+    """Which replicas a generation's tables compare, and why the others are left out."""
+    used = ", ".join(map(str, row.replicas)) if row.replicas is not None else "all"
+    return "\n".join([f"replicas compared (succeeded in both files): {used}"] + [f"  {n}" for n in row.notes])
 
 
 def format_training(rows: list[StatisticComparison]) -> str:

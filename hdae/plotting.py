@@ -119,10 +119,12 @@ def target_density(result: Result, points: np.ndarray) -> np.ndarray:
 def replica_indices(result: Result, replica) -> list[int]:
     """Replica indices of ``result`` selected by ``replica``: an int (a file with a single
     trajectory -- e.g. a theory solved from the d -> infinity limit -- answers 0 for any int),
-    or None / 'pool' for all of them."""
+    or None / 'pool' for all that succeeded (their per-replica status; all of them when none did:
+    a stopped replica's statistics are NaN after it stopped)."""
     n = result.n_replicas
     if replica is None or replica == "pool":
-        return list(range(n))
+        ok = np.flatnonzero(result.replica_ok) if result.replica_status is not None else np.arange(n)
+        return [int(i) for i in ok] if len(ok) else list(range(n))
     if isinstance(replica, str) or int(replica) != replica:
         raise ValueError(f"replica must be an integer or 'pool', not {replica!r}")
     if n == 1:

@@ -13,7 +13,20 @@ Layout (``Result.write``)::
     /sample/theta (n_s)         /sample/projected (.., n_s, n, R)   [+ /sample/Z, /sample/S, and on
                                 request /sample/density (.., n_s, N, N) with /sample/density_x, _y (.., n_s, N)]
     /target/weights (K) /target/means (K, R) /target/covariances (K, R, R): projected target
+    /replicas/status (n_replicas) [str]  /replicas/message (n_replicas) [str]
+    /replicas/theta_stop (n_replicas)   the status of every replica (see below)
     /extra/...                  producer-specific arrays (e.g. the theory's per-bin trajectories)
+
+Per-replica status (the same form for theory and simulation): every replica (theory: every
+trajectory) has a status in ``REPLICA_STATUSES`` ('success', 'diverged', 'failed' = the integrator
+gave up), a one-line message and ``theta_stop``, the training time where it stopped (NaN for a
+replica that succeeded; for a sampler that diverged, the sampled training time). A replica that
+stops is frozen: its statistics (and samples) after ``theta_stop`` are NaN while the others go on
+to the end, so the arrays keep the full checkpoint grid as long as one replica reaches it (only
+checkpoints that no replica reached are left out). The run's ``status`` is 'success' only when
+every replica succeeded, else 'diverged' (or 'failed' when no replica diverged), and its
+``message`` names the replicas that stopped. Files written before /replicas existed read back
+with every replica given the run's status and message.
 
 A run with several generations (model collapse, ``generations.count`` > 1) has no /train,
 /sample, /init, /final at the root; instead one group per generation, each with exactly the
@@ -43,8 +56,27 @@ from ._version import __version__
 from .safety import check_output_path
 
 TRAIN_STATS = ("Q", "Omega", "M", "G", "b")
+REPLICA_STATUSES = ("success", "diverged", "failed")
 TRAIN_OPTIONAL = ("overlap",)
 SAMPLE_OPTIONAL = ("Z", "S", "density", "density_x", "density_y")
+
+
+def combine_replicas(status, message) -> tuple[str, str]:
+    """The run's (status, message) from its replicas' statuses and messages (see the module docstring):
+    'success' and '' when every replica succeeded; one replica's own status and message when there is
+    one; else 'diverged' (any replica diverged) or 'failed', with a message naming the replicas that
+    stopped and quoting the first one's message."""
+    status, message = list(status), list(message)
+    bad = [i for i, s in enumerate(status) if s != "success"]
+    if not bad:
+        return "success", ""
+    if len(status) == 1:
+        return status[0], message[0]
+    overall = "diverged" if any(status[i] == "diverged" for i in bad) else "failed"
+    which = f"replica {bad[0]}" if len(bad) == 1 else f"replicas {', '.join(map(str, bad))}"
+    rest = len(status) - len(bad)
+    return overall, (f"{len(bad)} of {len(status)} replicas stopped ({which}; "
+                     f"{rest if rest else 'none'} completed); replica {bad[0]}: {message[bad[0]]}")
 
 
 class OutputExistsError(FileExistsError):
@@ -112,14 +144,48 @@ class Result:
     final_b: np.ndarray | None = None  # (n_rep,)
     sample: SampleRecord | None = None
     target: dict | None = None  # {'weights','means','covariances'} of the projected target
-    status: str = "success"  # 'success' | 'diverged'
+    status: str = "success"  # 'success' | 'diverged' | 'failed': 'success' only if every replica succeeded
     message: str = ""
+    replica_status: np.ndarray | None = None  # (n_rep,) str in REPLICA_STATUSES (None: from ``status``)
+    replica_message: np.ndarray | None = None  # (n_rep,) str
+    replica_theta_stop: np.ndarray | None = None  # (n_rep,) where each replica stopped; NaN when it succeeded
     replica_axis: bool = True
     extras: dict = field(default_factory=dict)  # name -> array, stored under /extra
     attrs: dict = field(default_factory=dict)  # more root attributes (str/number)
     generations: list = field(default_factory=list)  # [Result] per generation g = 0, 1, ... (model collapse)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     hdae_version: str = __version__
+
+    def __post_init__(self):
+        if self.replica_status is None:
+            self._derive_replicas()
+        else:
+            self.replica_status = np.asarray(self.replica_status, dtype=str)
+            n = len(self.replica_status)
+            self.replica_message = (np.full(n, "", dtype=object) if self.replica_message is None
+                                    else np.asarray(self.replica_message, dtype=object))
+            self.replica_theta_stop = (np.full(n, np.nan) if self.replica_theta_stop is None
+                                       else np.asarray(self.replica_theta_stop, dtype=float))
+
+    def _derive_replicas(self):
+        """Per-replica status where none was given: the last generation's (several generations), else
+        the run's status and message for every replica (files written before /replicas existed)."""
+        if self.generations:
+            last = self.generations[-1]
+            self.replica_status, self.replica_message, self.replica_theta_stop = (
+                last.replica_status, last.replica_message, last.replica_theta_stop)
+            return
+        if self.train is None:
+            return
+        n = self.train.Q.shape[0]
+        self.replica_status = np.full(n, self.status, dtype=object).astype(str)
+        self.replica_message = np.full(n, self.message, dtype=object)
+        self.replica_theta_stop = np.full(n, np.nan)
+
+    @property
+    def replica_ok(self) -> np.ndarray:
+        """(n_rep,) bool: the replicas that succeeded."""
+        return np.asarray(self.replica_status) == "success"
 
     @property
     def n_replicas(self) -> int:
@@ -217,6 +283,12 @@ class Result:
             g = f.create_group("target")
             for k, v in self.target.items():
                 g.create_dataset(k, data=v)
+        if self.replica_status is not None:
+            g = f.create_group("replicas")
+            text = h5py.string_dtype()
+            g.create_dataset("status", data=np.asarray(self.replica_status, dtype=object), dtype=text)
+            g.create_dataset("message", data=np.asarray(self.replica_message, dtype=object), dtype=text)
+            g.create_dataset("theta_stop", data=np.asarray(self.replica_theta_stop, dtype=float))
         if self.extras:
             g = f.create_group("extra")
             for k, v in self.extras.items():
@@ -285,6 +357,10 @@ def _read_data(f, rep: bool) -> dict:
                                      *(add(s[k][()]) if k in s else None for k in SAMPLE_OPTIONAL))
     out["target"] = {k: v[()] for k, v in f["target"].items()} if "target" in f else None
     out["extras"] = {k: v[()] for k, v in f["extra"].items()} if "extra" in f else {}
+    if "replicas" in f:  # else derived from the run's status (Result.__post_init__)
+        out["replica_status"] = f["replicas/status"].asstr()[()].astype(str)
+        out["replica_message"] = f["replicas/message"].asstr()[()].astype(object)
+        out["replica_theta_stop"] = f["replicas/theta_stop"][()]
     return out
 
 

@@ -273,9 +273,11 @@ def _run_payload(result, keep_samples: bool) -> dict:
     for k in TRAIN_STATS:
         out["train"][k] = getattr(tr, k)
     n_rep = tr.Q.shape[0]
-    summ = {"theta_reached": np.full(n_rep, tr.theta[-1] if len(tr.theta) else np.nan),
+    reached = np.isfinite(tr.b)  # (n_rep, n_ckpt): a replica that stopped is NaN afterwards
+    last = np.where(reached.any(1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
+    summ = {"theta_reached": np.array([tr.theta[i] if i >= 0 else np.nan for i in last]),
             "b_final": tr.b[:, -1], "Q_final": tr.Q[:, -1], "M_final": tr.M[:, -1],
-            "diverged": np.full(n_rep, 0 if result.ok else 1, dtype=np.int8),
+            "diverged": (~result.replica_ok).astype(np.int8),
             "theta": np.full(n_rep, np.nan), "modes": np.full(n_rep, np.nan),
             "distance": np.full(n_rep, np.nan), "floor": np.full(n_rep, np.nan)}
     s = result.sample
@@ -284,6 +286,8 @@ def _run_payload(result, keep_samples: bool) -> dict:
         if keep_samples:
             out["sample"]["projected"] = s.projected
         for rep in range(n_rep):
+            if not np.all(np.isfinite(s.projected[rep, -1])):  # e.g. a replica that stopped: the summary stays NaN
+                continue
             try:
                 d = diagnostics.summarise(result, -1, rep)
             except ValueError:  # e.g. non-finite samples: the summary stays NaN

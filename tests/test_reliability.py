@@ -401,12 +401,12 @@ def test_ctrl_c_during_solve_is_one_line_and_exit_130(tmp_path):
     script = (
         "import sys, pathlib\n"
         "from hdae.theory import ode\n"
-        "integrate = ode.integrate\n"
+        "integrate = ode.integrate_batch\n"
         "def marked(*a, **k):\n"
         f"    pathlib.Path({str(marker)!r}).touch()\n"
         "    return integrate(*a, **k)\n"
         "import hdae.theory.solve; s = sys.modules['hdae.theory.solve']\n"
-        "s.integrate = marked\n"
+        "s.integrate_batch = marked\n"
         "from cli.main import cli\n"
         "cli(sys.argv[1:])\n")
     p = _subprocess("-c", script, "solve", "--example", "fig1", "--d", "200", "--set", "theory.dt=0.0005",

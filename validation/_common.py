@@ -31,11 +31,12 @@ def cpu_burners(n: int = 2, settle: float = 1.0):
 
 
 def relative_deviation(theory, simulation, name: str) -> np.ndarray:
-    """Per replica: max over checkpoints and components of |theory - sim|, over the stat's scale."""
+    """Per replica: max over checkpoints and components of |theory - sim|, over the stat's scale (that
+    of the replicas' finite values): NaN for a replica that stopped (per-replica status)."""
     th, sm = getattr(theory.train, name), getattr(simulation.train, name)
     if th.shape[0] == 1 and sm.shape[0] > 1:
         th = np.broadcast_to(th, sm.shape)
-    scale = np.abs(sm).max()
+    scale = np.nanmax(np.abs(sm))
     return np.abs(th - sm).reshape(sm.shape[0], -1).max(1) / scale
 
 

@@ -15,10 +15,10 @@ import torch
 from .. import limits, schedules, targets
 from ..schedules import checkpoint_steps
 from ..config import Problem
-from ..divergence import check_initial, exploded
+from ..divergence import check_initial, exploded_each
 from ..progress import progress_bar
 from ..collapse import collapse_extras
-from ..results import Result, SampleRecord, TrainRecord
+from ..results import Result, SampleRecord, TrainRecord, combine_replicas
 from .sampler import GeneratedData, sample_finite_d
 from .sgd import MixtureSampler, OnlineSGD, summary_statistics
 
@@ -85,8 +85,12 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         run is a valid run of the problem, but not bit-identical to an uninterrupted one.
 
     Returns a :class:`~hdae.results.Result` of kind 'simulation' (with one generation) or one whose
-    ``generations`` hold one Result per generation. If the weights diverge, the result has status
-    'diverged', a message naming the step and theta, and the checkpoints computed before.
+    ``generations`` hold one Result per generation. Every replica has its own status
+    (:mod:`hdae.results`): a replica whose weights diverge is frozen, with a message naming the step
+    and theta, its statistics NaN from there on, while the others run to the end; the result then
+    has status 'diverged'. A generation with a stopped replica is the last one trained (its other
+    replicas are complete): the next generation would have no sampler for that replica. The final
+    weights (/final/w) of a stopped replica are its last finite weights.
     """
     overrides = {}
     if d is not None and d != problem.d:
@@ -134,16 +138,18 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
         t_gen = time.perf_counter()
         w0 = targets.initial_weights(problem.target, problem.init, problem.model.width, d, seed, replicas, g)
         label = f"simulate d={d} x{replicas}" + (f" gen {g}" if n_gen > 1 else "")
-        train, samples, w, b, status, message, n_steps = _train_and_sample(
+        train, samples, w, b, (rep_status, rep_message, theta_stop), n_steps = _train_and_sample(
             problem, data, measure, as_t(w0).clone(), as_t(np.full(replicas, problem.model.skip)).clone(), generator,
             data_rng, coeffs, sample, progress, label)
+        status, message = combine_replicas(rep_status, rep_message)
         if n_gen > 1 and message:
             message = f"generation {g}: {message}"
         runs.append(Result(**common, train=train, device=describe_device(dev), init_w=w0,
                            init_b=np.full(replicas, problem.model.skip), final_w=w.cpu().numpy(),
                            final_b=b.cpu().numpy(), sample=samples, status=status, message=message,
+                           replica_status=rep_status, replica_message=rep_message, replica_theta_stop=theta_stop,
                            wall_time_s=time.perf_counter() - t_gen, attrs={"n_steps": n_steps, "generation": g}))
-        if status != "success":
+        if status != "success":  # a generation with a stopped replica ends the run (its others are complete)
             break
         data, measure = trained_on(w.clone(), b.clone())
     if dev.type == "cuda":
@@ -210,7 +216,12 @@ def generated_samples(result: Result, n: int, generation: int = -1, replica: int
 def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs, sample, progress, label):
     """One generation: online SGD on ``data`` (drawn with ``data_rng``) from (w, b) in place,
     statistics at the checkpoints, samples (with the torch ``generator``) at ``sample.thetas``.
-    Returns (train, samples, w, b, status, message, steps done)."""
+
+    Every replica has its own status (:mod:`hdae.results`): one whose weights become non-finite,
+    or whose statistics explode at a checkpoint, is frozen there (its statistics and samples after
+    that are NaN, its w, b stay at its last state) while the others go on; replicas consume their
+    draws regardless, so a replica's trajectory never depends on another's fate. Returns (train,
+    samples, w, b, replicas = (status, message, theta_stop) arrays, steps done)."""
     tr = problem.train
     d = w.shape[1]
     replicas = w.shape[0]
@@ -220,52 +231,71 @@ def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs,
     steps = checkpoint_steps(tr.checkpoints, d, tr.lr)
     sample_steps = set(checkpoint_steps(problem.sample.thetas, d, tr.lr).tolist()) if sample else set()
     chunk = max(1, min(problem.simulation.chunk, _MEMORY_BUDGET // (2 * replicas * d * w.element_size())))
+    bound = problem.theory.divergence
+    theta_of = lambda step: 2 * tr.lr * step / d  # noqa: E731
+    rep_status = np.full(replicas, "success", dtype=object)
+    rep_message = np.full(replicas, "", dtype=object)
+    theta_stop = np.full(replicas, np.nan)
+    stopped = np.zeros(replicas, dtype=bool)
     records, snapshots = [], {}
-    status, message = "success", ""
     bar = progress_bar(int(steps[-1]), label, progress)
     done = 0
     try:
         for target_step in steps:
-            failed = sgd.run(w, b, int(target_step - done), data_rng, chunk)
-            if failed is not None:
-                step = done + failed + 1
-                status = "diverged"
-                message = (f"SGD diverged at step {step} (theta = {2 * tr.lr * step / d:.6g}): non-finite weights; "
-                           f"eta = {tr.lr:g} may be too large")
+            if stopped.all():
                 break
+            failed = sgd.run_replicas(w, b, int(target_step - done), data_rng, chunk, skip=stopped)
+            for i in np.flatnonzero(failed >= 0):
+                step = done + int(failed[i]) + 1
+                rep_status[i], theta_stop[i] = "diverged", theta_of(step)
+                rep_message[i] = (f"SGD diverged at step {step} (theta = {theta_of(step):.6g}): non-finite weights; "
+                                  f"eta = {tr.lr:g} may be too large")
+            stopped |= failed >= 0
             bar.update(int(target_step - done))
             done = int(target_step)
-            records.append({k: v.cpu().numpy() for k, v in measure.statistics(w, b).items()})
+            record = {k: v.cpu().numpy() for k, v in measure.statistics(w, b).items()}
             if done == 0:  # out of range before any step: the input's scales, not a divergence
-                check_initial(records[-1], problem.theory.divergence)
-            bad = exploded(records[-1], problem.theory.divergence)
-            if bad is not None:  # finite weights, exploding statistics: a divergence all the same
-                if len(records) > 1:
-                    records.pop()
-                status, message = "diverged", f"SGD diverged by step {done} (theta = {2 * tr.lr * done / d:.6g}): {bad}"
-                break
+                check_initial(record, bound)
+            # finite weights, exploding statistics: a divergence all the same
+            for i, bad in enumerate(exploded_each(record, bound, replicas)):
+                if bad is not None and not stopped[i]:
+                    rep_status[i], theta_stop[i], stopped[i] = "diverged", theta_of(done), True
+                    rep_message[i] = f"SGD diverged by step {done} (theta = {theta_of(done):.6g}): {bad}"
+            for v in record.values():
+                v[stopped] = np.nan
+            records.append(record)
             if done in sample_steps:
-                snapshots[done] = (w.clone(), b.clone())
+                snapshots[done] = (w.clone(), b.clone(), stopped.copy())
     finally:
         bar.close()
 
+    while len(records) > 1 and np.isnan(records[-1]["b"]).all():
+        records.pop()  # checkpoints that no replica reached
     n_ok = len(records)
     stack = lambda k: np.stack([r[k] for r in records], axis=1) if records and k in records[0] else None  # noqa: E731
-    theta = 2 * tr.lr * steps[:n_ok] / d
-    train = TrainRecord(theta, *(stack(k) for k in ("Q", "Omega", "M", "G", "b")), overlap=stack("overlap"))
+    train = TrainRecord(theta_of(steps[:n_ok]), *(stack(k) for k in ("Q", "Omega", "M", "G", "b")),
+                        overlap=stack("overlap"))
 
     sample_record = None
+    snapshots = {k: v for k, v in snapshots.items() if not v[2].all()}
     if snapshots:
         proj, lat = [], []
-        for step in sorted(snapshots):
-            ws, bs = snapshots[step]
+        for step in sorted(snapshots):  # every replica (the draws stay those of a run without stops)
+            ws, bs, gone = snapshots[step]
             p, z = sample_finite_d(ws, bs, coeffs, problem.sample.n, measure.basis, problem.model.activation,
                                    generator, problem.simulation.sample_batch)
-            proj.append(p.cpu().numpy())
-            lat.append(z.cpu().numpy())
-        sample_record = SampleRecord(theta=2 * tr.lr * np.array(sorted(snapshots)) / d,
+            p, z = p.cpu().numpy(), z.cpu().numpy()
+            p[gone], z[gone] = np.nan, np.nan
+            proj.append(p)
+            lat.append(z)
+        sample_record = SampleRecord(theta=theta_of(np.array(sorted(snapshots))),
                                      projected=np.stack(proj, 1), Z=np.stack(lat, 1))
-        bad = exploded({"generated samples": sample_record.projected, "Z": sample_record.Z}, problem.theory.divergence)
-        if bad is not None and status == "success":
-            status, message = "diverged", f"the sampler diverged: {bad}"
-    return train, sample_record, w, b, status, message, int(done)
+        for j, th in enumerate(sample_record.theta):
+            gone = snapshots[sorted(snapshots)[j]][2]
+            found = exploded_each({"generated samples": sample_record.projected[:, j], "Z": sample_record.Z[:, j]},
+                                  bound, replicas)
+            for i, bad in enumerate(found):
+                if bad is not None and not gone[i] and rep_status[i] == "success":
+                    rep_status[i], theta_stop[i] = "diverged", th
+                    rep_message[i] = f"the sampler diverged at theta = {th:.6g}: {bad}"
+    return train, sample_record, w, b, (rep_status, rep_message, theta_stop), int(done)

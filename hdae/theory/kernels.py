@@ -138,37 +138,36 @@ def cluster_expectations_blocked(points, weights, L, mean, M, alphas, betas, ome
 
 
 @njit(cache=True, parallel=True)
-def clusters_expectations(points, weights, Ls, means, Ms, active, alphas, betas, omegas, b, Q, act, need_dd,
-                          n_blocks):
-    """:func:`cluster_expectations` for every cluster in ONE call, parallel over (cluster, node block).
+def clusters_expectations(points, weights, Ls, means, Ms, row_rep, job_row, job_lo, job_hi, alphas, betas, omegas,
+                          bs, Qs, act, need_dd):
+    """:func:`cluster_expectations` for every cluster of every replica (trajectory) in ONE call,
+    parallel over jobs = (row, node slice).
 
-    Ls (K, 2r, k), means (K, 2r), Ms (K, r): per-cluster maps; active (K,) bool (clusters of zero
-    weight are skipped). The nodes of a cluster are cut into ``n_blocks`` fixed slices (the sums
-    never depend on the thread count). Returns the partial sums per (cluster, block), cluster-major:
-    U (K nb, r), B0, B1, S, V0, V1 (K nb, r, r), Ed (K nb, T, r), Edd (K nb, T, T, r, r), Esh (K nb, 1)
-    (zero for inactive clusters); the caller sums each block of nb rows."""
-    N = points.shape[0]
-    K = Ls.shape[0]
-    r = Q.shape[0]
+    Rows are (replica, cluster) pairs: Ls (C, 2r, k), means (C, 2r), Ms (C, r) their maps, row_rep (C,)
+    the replica of each row, whose skip connection bs (n,) and Q = Qs (n, r, r) it uses. Job j
+    integrates nodes job_lo[j]:job_hi[j] for row job_row[j] (empty for a cluster of zero weight); the
+    slices are fixed by the caller, so the sums never depend on the thread count or on the other
+    replicas. Returns the partial sums per job: U (J, r), B0, B1, S, V0, V1 (J, r, r), Ed (J, T, r),
+    Edd (J, T, T, r, r), Esh (J, 1); the caller sums the jobs of each row."""
+    J = job_row.shape[0]
+    r = Qs.shape[1]
     T = alphas.shape[0]
-    nb = n_blocks
-    U = np.zeros((K * nb, r))
-    B0 = np.zeros((K * nb, r, r))
-    B1 = np.zeros((K * nb, r, r))
-    S = np.zeros((K * nb, r, r))
-    V0 = np.zeros((K * nb, r, r))
-    V1 = np.zeros((K * nb, r, r))
-    Ed = np.zeros((K * nb, T, r))
-    Edd = np.zeros((K * nb, T, T, r, r))
-    Esh = np.zeros((K * nb, 1))
-    size = (N + nb - 1) // nb
-    for job in prange(K * nb):
-        c = job // nb
-        i = job - c * nb
-        lo = i * size
-        hi = min(N, lo + size)
-        if active[c] and lo < hi:
-            cluster_expectations(points[lo:hi], weights[lo:hi], Ls[c], means[c], Ms[c], alphas, betas, omegas, b, Q,
-                                 act, need_dd, U[job], B0[job], B1[job], S[job], V0[job], V1[job], Ed[job], Edd[job],
-                                 Esh[job])
+    U = np.zeros((J, r))
+    B0 = np.zeros((J, r, r))
+    B1 = np.zeros((J, r, r))
+    S = np.zeros((J, r, r))
+    V0 = np.zeros((J, r, r))
+    V1 = np.zeros((J, r, r))
+    Ed = np.zeros((J, T, r))
+    Edd = np.zeros((J, T, T, r, r))
+    Esh = np.zeros((J, 1))
+    for job in prange(J):
+        c = job_row[job]
+        rep = row_rep[c]
+        lo = job_lo[job]
+        hi = job_hi[job]
+        if lo < hi:
+            cluster_expectations(points[lo:hi], weights[lo:hi], Ls[c], means[c], Ms[c], alphas, betas, omegas,
+                                 bs[rep], Qs[rep], act, need_dd, U[job], B0[job], B1[job], S[job], V0[job], V1[job],
+                                 Ed[job], Edd[job], Esh[job])
     return U, B0, B1, S, V0, V1, Ed, Edd, Esh

@@ -83,19 +83,55 @@ def operators(Q, Omega, M, b, setup: TrainingSetup):
     Every cluster's Gaussian expectations come from one call of
     :func:`~hdae.theory.kernels.clusters_expectations` (parallel over clusters x node blocks); the
     per-cluster maps, zeta terms and pseudo-inverses are batched over clusters in numpy."""
+    return operators_batch([(Q, Omega, M, b)], [setup])[0]
+
+
+def operators_batch(stats, setups) -> list:
+    """:func:`operators` for several trajectories at once: ``stats`` [(Q, Omega, M, b)] and ``setups``
+    [TrainingSetup] per trajectory (the same activation, times and nodes; the reduced targets may
+    differ). The Gaussian expectations of every cluster of every trajectory come from ONE kernel call;
+    each trajectory's result equals its own :func:`operators` exactly (the same node slices and sums)."""
+    maps = [_cluster_maps(Q, Omega, M, setup) for (Q, Omega, M, _), setup in zip(stats, setups)]
+    first = setups[0]
+    n_nodes = len(first.nodes.weights)
+    rows, job_row, job_lo, job_hi, n_blocks = [], [], [], [], []
+    for rep, (setup, mp) in enumerate(zip(setups, maps)):
+        K = len(mp["active"])
+        nb = _node_blocks(n_nodes, K)
+        size = (n_nodes + nb - 1) // nb
+        lo = np.minimum(np.arange(nb) * size, n_nodes)
+        hi = np.minimum(lo + size, n_nodes)
+        for c in range(K):
+            job_row.append(np.full(nb, len(rows), dtype=np.int64))
+            job_lo.append(lo if mp["active"][c] else lo * 0)
+            job_hi.append(hi if mp["active"][c] else lo * 0)
+            rows.append(rep)
+        n_blocks.append(nb)
+    cat = lambda key: np.ascontiguousarray(np.concatenate([mp[key] for mp in maps]))  # noqa: E731
+    parts = clusters_expectations(first.nodes.points, first.nodes.weights, cat("Ls"), cat("means"), cat("Ms"),
+                                  np.array(rows, dtype=np.int64), np.concatenate(job_row),
+                                  np.concatenate(job_lo).astype(np.int64), np.concatenate(job_hi).astype(np.int64),
+                                  first.alphas, first.betas, first.omegas,
+                                  np.array([float(b) for (_, _, _, b) in stats]),
+                                  np.ascontiguousarray(np.array([Q for (Q, _, _, _) in stats], dtype=float)),
+                                  activations.code(first.activation), maps[0]["C"] is not None)
+    out, at = [], 0
+    for (Q, Omega, M, b), setup, mp, nb in zip(stats, setups, maps, n_blocks):
+        K = len(mp["active"])
+        mine = tuple(x[at:at + K * nb].reshape(K, nb, *x.shape[1:]).sum(1) for x in parts)
+        at += K * nb
+        out.append(_operators_from(mine, Q, Omega, b, mp["C"], setup))
+    return out
+
+
+def _cluster_maps(Q, Omega, M, setup: TrainingSetup) -> dict:
+    """Per-cluster maps y = mean + L xi (+ zeta ~ N(0, C) for one training time), stacked (K, ...)."""
     r = Q.shape[0]
     K = Omega.shape[0]
-    al, be, om = setup.alphas, setup.betas, setup.omegas
-    T = len(al)
-    act = activations.code(setup.activation)
-    pts, wts = setup.nodes.points, setup.nodes.weights
-    pi = np.asarray(setup.reduced.weights, dtype=float)
-    active = pi != 0
-    Qp = pinv_sym(Q)
-    # ---- per-cluster maps y = mean + L xi (+ zeta ~ N(0, C) for one training time), stacked (K, ...)
+    al, be = setup.alphas, setup.betas
     means = np.zeros((K, 2 * r))
     means[:, r:] = M.T
-    if T == 1:
+    if len(al) == 1:
         inv_sqrt = sym_sqrt(al[0] ** 2 * Q[None] + be[0] ** 2 * Omega, inverse=True)  # (K, r, r)
         Ls = np.concatenate([al[0] * Q[None] @ inv_sqrt, be[0] * Omega @ inv_sqrt], axis=1)  # (K, 2r, r)
         cov = np.zeros((K, 2 * r, 2 * r))
@@ -105,10 +141,18 @@ def operators(Q, Omega, M, b, setup: TrainingSetup):
         Ls = np.zeros((K, 2 * r, 2 * r))
         Ls[:, :r, :r], Ls[:, r:, r:] = sym_sqrt(Q), sym_sqrt(Omega)
         C = None
-    n_blocks = _node_blocks(len(wts), K)
-    parts = clusters_expectations(pts, wts, np.ascontiguousarray(Ls), means, np.ascontiguousarray(M.T), active,
-                                  al, be, om, float(b), np.ascontiguousarray(Q), act, C is not None, n_blocks)
-    Uc, B0, B1, Sc, V0, V1, Ed, Edd, Esh = (x.reshape(K, n_blocks, *x.shape[1:]).sum(1) for x in parts)
+    return {"Ls": Ls, "means": means, "Ms": np.ascontiguousarray(M.T), "C": C,
+            "active": np.asarray(setup.reduced.weights, dtype=float) != 0}
+
+
+def _operators_from(parts, Q, Omega, b, C, setup: TrainingSetup):
+    """U, K0, K1, D0, D1, sigma_h from one trajectory's kernel sums ``parts`` (summed per cluster)."""
+    r = Q.shape[0]
+    al, be, om = setup.alphas, setup.betas, setup.omegas
+    T = len(al)
+    pi = np.asarray(setup.reduced.weights, dtype=float)
+    Qp = pinv_sym(Q)
+    Uc, B0, B1, Sc, V0, V1, Ed, Edd, Esh = parts
     if C is not None:  # exact zeta terms (module docstring of kernels), batched over clusters
         Rt = np.stack([np.hstack([b * al[t] * np.eye(r), -(1 - b * be[t]) * np.eye(r)]) for t in range(T)])
         for t in range(T):
@@ -135,9 +179,20 @@ def _node_blocks(n_nodes: int, n_clusters: int) -> int:
 
 def rhs(state: State, setup: TrainingSetup) -> State:
     """d/d theta of every per-bin statistic and of b (section 5 of the derivation note)."""
+    return rhs_batch([state], [setup])[0]
+
+
+def rhs_batch(states, setups) -> list:
+    """:func:`rhs` of several trajectories, their Gaussian expectations from one kernel call
+    (:func:`operators_batch`); each entry equals its own :func:`rhs` exactly."""
+    aggs = [st.aggregates(setup.reduced.s) for st, setup in zip(states, setups)]
+    ops = operators_batch([(Q, Omega, M, st.b) for (Q, Omega, M, _), st in zip(aggs, states)], setups)
+    return [_derivative(st, setup, op) for st, setup, op in zip(states, setups, ops)]
+
+
+def _derivative(state: State, setup: TrainingSetup, ops) -> State:
     red = setup.reduced
-    Q, Omega, M, _ = state.aggregates(red.s)
-    U, K0, K1, D0, D1, sigma_h = operators(Q, Omega, M, state.b, setup)
+    U, K0, K1, D0, D1, sigma_h = ops
     Kl = K0[None] + np.einsum("lc,cab->lab", red.s, K1)
     dm = -np.einsum("ac,lck->lak", U, red.T) - Kl @ state.m
     dg = -np.einsum("ac,lcR->laR", U, red.H) - Kl @ state.g
@@ -171,26 +226,41 @@ class ODESolution:
         return self.status == 0
 
 
-def _rk4(fun, y0, t_out, dt, bound, callback):
-    ys, n_rhs = [y0.copy()], 0
-    y = y0.copy()
+def _rk4_batch(fun, y0s, t_out, dt, bound, callback):
+    """Classical RK4 for several trajectories together: ``fun(t, [y], idx)`` returns the derivatives of
+    the trajectories ``idx`` (one kernel call for all). A trajectory that becomes non-finite or exceeds
+    ``bound`` is frozen (status 1) and the others go on; each one's arithmetic is that of RK4 alone."""
+    n = len(y0s)
+    ys = [[y0.copy()] for y0 in y0s]
+    y = [y0.copy() for y0 in y0s]
+    live = list(range(n))
+    sols = [None] * n
+    n_rhs = 0
     for i in range(len(t_out) - 1):
         t0, t1 = t_out[i], t_out[i + 1]
         n_sub = max(1, math.ceil((t1 - t0) / dt - 1e-9))
         h = (t1 - t0) / n_sub
         for j in range(n_sub):
+            if not live:
+                break
             t = t0 + j * h
-            k1 = fun(t, y)
-            k2 = fun(t + h / 2, y + h / 2 * k1)
-            k3 = fun(t + h / 2, y + h / 2 * k2)
-            k4 = fun(t + h, y + h * k3)
-            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            cur = [y[k] for k in live]
+            k1 = fun(t, cur, live)
+            k2 = fun(t + h / 2, [a + h / 2 * b for a, b in zip(cur, k1)], live)
+            k3 = fun(t + h / 2, [a + h / 2 * b for a, b in zip(cur, k2)], live)
+            k4 = fun(t + h, [a + h * b for a, b in zip(cur, k3)], live)
             n_rhs += 4
-            if not (np.all(np.isfinite(y)) and np.max(np.abs(y)) < bound):
-                return ODESolution(np.asarray(t_out[:len(ys)]), np.array(ys), 1, "", n_rhs, t + h)
-        ys.append(y.copy())
-        callback(t1)
-    return ODESolution(np.asarray(t_out), np.array(ys), 0, "", n_rhs)
+            for k, a, b1, b2, b3, b4 in zip(list(live), cur, k1, k2, k3, k4):
+                y[k] = a + h / 6 * (b1 + 2 * b2 + 2 * b3 + b4)
+                if not (np.all(np.isfinite(y[k])) and np.max(np.abs(y[k])) < bound):
+                    sols[k] = ODESolution(np.asarray(t_out[:len(ys[k])]), np.array(ys[k]), 1, "", n_rhs, t + h)
+                    live.remove(k)
+        for k in live:
+            ys[k].append(y[k].copy())
+            callback(t1)
+    for k in live:
+        sols[k] = ODESolution(np.asarray(t_out), np.array(ys[k]), 0, "", n_rhs)
+    return sols
 
 
 def _adaptive(fun, y0, t_out, rtol, atol, bound, callback):
@@ -215,7 +285,7 @@ def _adaptive(fun, y0, t_out, rtol, atol, bound, callback):
     return ODESolution(np.asarray(t_out), ys, 0, "", counter[0])
 
 
-INTEGRATORS = {"rk4": _rk4, "adaptive": _adaptive}
+INTEGRATORS = ("rk4", "adaptive")
 
 
 def integrate(state0: State, setup: TrainingSetup, t_out, method: str = "rk4", dt: float = 0.02,
@@ -226,24 +296,39 @@ def integrate(state0: State, setup: TrainingSetup, t_out, method: str = "rk4", d
     (scipy DOP853 with rtol/atol). Divergence: a non-finite state or one with an entry
     beyond ``divergence`` stops the integration (status 1, ``theta_fail``).
     """
+    return integrate_batch([state0], [setup], t_out, method, dt, rtol, atol, divergence, callback)[0]
+
+
+def integrate_batch(states, setups, t_out, method: str = "rk4", dt: float = 0.02, rtol: float = 1e-6,
+                    atol: float = 1e-9, divergence: float = 1e6, callback=None) -> list:
+    """:func:`integrate` for several trajectories (e.g. the replicas of ``solve --init-from``), one
+    :class:`ODESolution` each, with its own status: one that diverges (or whose integrator fails) stops
+    there, with a message naming theta, and the others go on to the end.
+
+    'rk4' advances all trajectories together, their right-hand sides evaluated by one kernel call
+    per stage (:func:`rhs_batch`); each trajectory's result equals its own integration exactly.
+    'adaptive' integrates them one after the other (each has its own steps). ``callback(theta)`` is
+    called once per trajectory and output time reached."""
     if method not in INTEGRATORS:
         raise ValueError(f"unknown integrator {method!r}; choose one of {', '.join(INTEGRATORS)}")
     t_out = np.asarray(t_out, dtype=float)
     if np.any(np.diff(t_out) <= 0):
         raise ValueError("output times must be strictly increasing")
-    shapes = state0.shapes
-
-    def fun(t, y):
-        return rhs(State.unpack(y, shapes), setup).pack()
-
+    shapes = [st.shapes for st in states]
     cb = callback or (lambda t: None)
     if method == "rk4":
-        sol = _rk4(fun, state0.pack(), t_out, dt, divergence, cb)
+        def fun(t, ys, idx):
+            out = rhs_batch([State.unpack(y, shapes[k]) for y, k in zip(ys, idx)], [setups[k] for k in idx])
+            return [d.pack() for d in out]
+
+        sols = _rk4_batch(fun, [st.pack() for st in states], t_out, dt, divergence, cb)
     else:
-        sol = _adaptive(fun, state0.pack(), t_out, rtol, atol, divergence, cb)
-    if sol.status == 1:
-        sol.message = (f"ODE diverged at theta = {sol.theta_fail:.6g}: statistics became non-finite or exceeded "
-                       f"{divergence:g} (eta = {setup.lr:g} may be too large)")
-    elif sol.status == -1:
-        sol.message = f"integrator failed at theta = {sol.theta_fail:.6g}: {sol.message}"
-    return sol
+        sols = [_adaptive(lambda t, y, k=k: rhs(State.unpack(y, shapes[k]), setups[k]).pack(), st.pack(), t_out,
+                          rtol, atol, divergence, cb) for k, st in enumerate(states)]
+    for sol, setup in zip(sols, setups):
+        if sol.status == 1:
+            sol.message = (f"ODE diverged at theta = {sol.theta_fail:.6g}: statistics became non-finite or "
+                           f"exceeded {divergence:g} (eta = {setup.lr:g} may be too large)")
+        elif sol.status == -1:
+            sol.message = f"integrator failed at theta = {sol.theta_fail:.6g}: {sol.message}"
+    return sols

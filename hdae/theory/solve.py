@@ -9,13 +9,13 @@ import numpy as np
 from .. import limits, schedules, targets
 from ..collapse import collapse_extras
 from ..config import ConfigError, Problem
-from ..divergence import check_initial, exploded
+from ..divergence import check_initial, exploded_each
 from ..generated import GeneratedTarget, discretise
 from ..progress import progress_bar
-from ..results import Result, SampleRecord, TrainRecord, checkpoint_index
+from ..results import Result, SampleRecord, TrainRecord, checkpoint_index, combine_replicas
 from . import quadrature, transport
 from .linalg import sym_sqrt
-from .ode import State, TrainingSetup, integrate
+from .ode import State, TrainingSetup, integrate_batch
 
 
 def _snapped_thetas(thetas, d: int, lr: float) -> np.ndarray:
@@ -53,17 +53,21 @@ def initial_state(problem: Problem, mode: str, d: int | None = None, w0=None, b0
 
 def generated_density(problem: Problem, train: TrainRecord, thetas, seed: int, generation: int = 0) -> SampleRecord:
     """Theory samples of the generated density at training times ``thetas`` (each must be one
-    of ``train.theta``): Z from the r-dim recursion, S, and E^T X by Corollary 2.3."""
+    of ``train.theta``): Z from the r-dim recursion, S, and E^T X by Corollary 2.3. A replica whose
+    trajectory stopped before a sampled time (NaN statistics there) gets NaN samples; the others'
+    samples do not depend on it (each replica has its own random stream)."""
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
     idx = [checkpoint_index(train.theta, th) for th in thetas]
     if any(i is None for i in idx):
         raise ValueError("every sampled training time must be a checkpoint")
     n_rep = train.Q.shape[0]
-    proj = np.empty((n_rep, len(idx), problem.sample.n, train.G.shape[-1]))
-    Z = np.empty((n_rep, len(idx), problem.sample.n, train.Q.shape[-1]))
-    S = np.empty((n_rep, len(idx)))
+    proj = np.full((n_rep, len(idx), problem.sample.n, train.G.shape[-1]), np.nan)
+    Z = np.full((n_rep, len(idx), problem.sample.n, train.Q.shape[-1]), np.nan)
+    S = np.full((n_rep, len(idx)), np.nan)
     for rep in range(n_rep):
         for j, i in enumerate(idx):
+            if not np.isfinite(train.b[rep, i]):  # this replica stopped before
+                continue
             rng = np.random.default_rng([seed, 7, rep, j] if generation == 0 else [seed, 7, rep, j, generation])
             proj[rep, j], Z[rep, j], S[rep, j] = transport.generated_samples(
                 train.Q[rep, i], train.G[rep, i], float(train.b[rep, i]), coeffs, problem.sample.n,
@@ -78,11 +82,13 @@ def _density_on_grid(record: SampleRecord, train: TrainRecord, idx, n_grid: int,
     """The projected density (Corollary 2.3) of the first two observation coordinates on an
     n_grid x n_grid grid spanning the samples' range +- 3 of the Gaussian part's std."""
     n_rep, n_s = record.S.shape
-    dens = np.empty((n_rep, n_s, n_grid, n_grid))
-    gx = np.empty((n_rep, n_s, n_grid))
-    gy = np.empty((n_rep, n_s, n_grid))
+    dens = np.full((n_rep, n_s, n_grid, n_grid), np.nan)
+    gx = np.full((n_rep, n_s, n_grid), np.nan)
+    gy = np.full((n_rep, n_s, n_grid), np.nan)
     for rep in range(n_rep):
         for j, i in enumerate(idx):
+            if not np.isfinite(record.S[rep, j]):  # a replica that stopped before
+                continue
             law = transport.projected_law(record.Z[rep, j], train.Q[rep, i], train.G[rep, i], record.S[rep, j])
             law = law.marginal(2, max_components)
             pts = record.projected[rep, j][:, :2]
@@ -103,9 +109,11 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
     problem : the problem (default: the one stored in ``init_from``).
     init_from : a simulation :class:`~hdae.results.Result` or its file path: the theory starts
         from each replica's exact initial weights and reports at the simulation's checkpoints
-        (one trajectory per replica). Without it, ``problem.theory.init`` chooses between
-        'realised' (the w_0 that ``simulate`` draws at the problem's d and seed; checkpoints
-        snapped to SGD steps as in ``simulate``) and 'limit' (d -> infinity).
+        (one trajectory per replica, all integrated together, each with its own status: a replica
+        that diverges stops with NaN statistics from there on, the others go on). Without it,
+        ``problem.theory.init`` chooses between 'realised' (the w_0 that ``simulate`` draws at the
+        problem's d and seed; checkpoints snapped to SGD steps as in ``simulate``) and 'limit'
+        (d -> infinity).
     progress : show a bar (None: when stderr is a tty).
     sample : also compute the generated density at ``sample.thetas`` (Result 2.2, Corollary 2.3).
     generations : number of generations (default: the simulation's, else ``generations.count``).
@@ -210,31 +218,35 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
 
 def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, n_gen):
     """Integrate one generation from ``start`` = [(reduced target, State, GeneratedTarget or None)] per
-    replica. Returns the Result of this generation."""
+    replica, all replicas together (:func:`~hdae.theory.ode.integrate_batch`), each with its own status:
+    a replica that diverges stops there (its statistics NaN from then on) and the others go on.
+    Returns the Result of this generation."""
     th, tr = problem.theory, problem.train
     n_rep = len(start)
     label = f"solve x{n_rep}" + (f" gen {g}" if n_gen > 1 else "")
     bar = progress_bar(n_rep * (len(t_out) - 1), label, progress)
-    trajectories, status, message, n_rhs = [], "success", "", 0
+    setups = [TrainingSetup(reduced=reduced, activation=problem.model.activation,
+                            alphas=tr.interpolant.alpha(tr.times), betas=tr.interpolant.beta(tr.times),
+                            omegas=tr.time_weights, lr=tr.lr, weight_decay=tr.weight_decay, nodes=nodes)
+              for reduced, _, _ in start]
     try:
-        for reduced, state0, _ in start:
-            setup = TrainingSetup(reduced=reduced, activation=problem.model.activation,
-                                  alphas=tr.interpolant.alpha(tr.times), betas=tr.interpolant.beta(tr.times),
-                                  omegas=tr.time_weights, lr=tr.lr, weight_decay=tr.weight_decay, nodes=nodes)
-            sol = integrate(state0, setup, t_out, th.integrator, th.dt, th.rtol, th.atol, th.divergence,
-                            callback=lambda t: bar.update(1))
-            n_rhs += sol.n_rhs
-            trajectories.append([State.unpack(y, state0.shapes) for y in sol.y])
-            if not sol.ok:
-                status = "diverged" if sol.status == 1 else "failed"
-                message = sol.message if n_gen == 1 else f"generation {g}: {sol.message}"
-                break
+        sols = integrate_batch([st for _, st, _ in start], setups, t_out, th.integrator, th.dt, th.rtol, th.atol,
+                               th.divergence, callback=lambda t: bar.update(1))
     finally:
         bar.close()
+    n_rhs = max(sol.n_rhs for sol in sols)
+    rep_status = np.array(["success" if sol.ok else "diverged" if sol.status == 1 else "failed" for sol in sols],
+                          dtype=object)
+    rep_message = np.array([sol.message for sol in sols], dtype=object)
+    theta_stop = np.array([np.nan if sol.ok else sol.theta_fail for sol in sols], dtype=float)
 
-    n_ok = min(len(tj) for tj in trajectories)
-    trajectories = [tj[:n_ok] for tj in trajectories]
-    reduceds = [red for red, _, _ in start[:len(trajectories)]]
+    n_ok = max(len(sol.y) for sol in sols)  # checkpoints reached by some replica; NaN for the others
+    trajectories = []
+    for sol, (_, state0, _) in zip(sols, start):
+        y = np.full((n_ok, sol.y.shape[1]), np.nan)
+        y[:len(sol.y)] = sol.y
+        trajectories.append([State.unpack(row, state0.shapes) for row in y])
+    reduceds = [red for red, _, _ in start]
     agg = [[st.aggregates(red.s) for st in tj] for tj, red in zip(trajectories, reduceds)]
     pick = lambda i: np.array([[a[i] for a in row] for row in agg])  # noqa: E731
     b = np.array([[st.b for st in tj] for tj in trajectories])
@@ -258,15 +270,24 @@ def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, 
         extras.update(_target_extras([gen for _, _, (gen, _) in start]))
     sample_thetas = [t for t in sample_thetas if t <= train.theta[-1] + 1e-12]
     sample_record = generated_density(problem, train, sample_thetas, problem.seed, g) if sample_thetas else None
-    bad = sample_record and exploded({"generated samples": sample_record.projected, "Z": sample_record.Z,
-                                      "S": sample_record.S}, problem.theory.divergence)
-    if bad and status == "success":
-        status, message = "diverged", f"the generative transport diverged: {bad}"
+    if sample_record is not None:
+        for j, th_j in enumerate(sample_record.theta):
+            found = exploded_each({"generated samples": sample_record.projected[:, j], "Z": sample_record.Z[:, j],
+                                   "S": sample_record.S[:, j]}, problem.theory.divergence, n_rep)
+            for i, bad in enumerate(found):
+                reached = np.isfinite(train.b[i, checkpoint_index(train.theta, th_j)])
+                if bad is not None and reached and rep_status[i] == "success":
+                    rep_status[i], theta_stop[i] = "diverged", th_j
+                    rep_message[i] = f"the generative transport diverged at theta = {th_j:.6g}: {bad}"
+    status, message = combine_replicas(rep_status, rep_message)
+    if n_gen > 1 and message:
+        message = f"generation {g}: {message}"
     weights, means, covs = problem.target.projected(problem.observation_basis)
     result = Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=train,
                     device="cpu (numba)", sample=sample_record,
                     target={"weights": weights, "means": means, "covariances": covs}, status=status,
-                    message=message, replica_axis=n_rep > 1, extras=extras,
+                    message=message, replica_status=rep_status, replica_message=rep_message,
+                    replica_theta_stop=theta_stop, replica_axis=n_rep > 1, extras=extras,
                     attrs={"n_rhs": n_rhs, "lambda_avg": reduceds[0].average_eigenvalue,
                            "n_bins": reduceds[0].n_bins, "generation": g})
     return result
