@@ -37,8 +37,13 @@ REGISTRY: dict[str, Entry] = {
                                          "train.time_weights=[0.2, 0.2, 0.2, 0.2, 0.2]"],
         "quick_overrides": ["train.times=[0.25, 0.5, 0.75]", "train.time_weights=[0.3, 0.4, 0.3]"],
         "tol": {"Q": 0.22, "M": 0.22, "G": 0.22}, "ratio_tol": 4.0, "training_plot": True}),
-    # constant eps: the drift's -eps/alpha_t^2 and the noise both grow as t -> 1, so the generated
-    # law is much wider than the target (a property of this sampler, predicted alike by the theory)
+    # constant eps: A_t = b Gamma_t + alpha'/alpha - eps/alpha^2 reaches -225 at the last step start
+    # (t = 0.96, dt = 0.02, b = 0.2 at theta = 0.3), so the last Euler steps have |1 + dt A| up to 4.5
+    # and dt Gamma = 6.5: they amplify, the generated variance is ~350 (target ~10), and more steps
+    # make it larger (the SDE with a ReLU DAE has no finite limit here). Theory and simulation run
+    # the same discrete scheme and agree given the same Q, G, b (the transport check), but a 2.5%
+    # finite-d deviation of Q moves the variance by ~50% (b's 0.09% by ~1%): the end-to-end check is
+    # held to the propagated floor (_agree.sample_agreement), where this amplification is computed.
     "eps_sampling": Entry("densities", "Beyond: stochastic sampling, constant eps = 0.5 (SDE instead of the ODE)", {
         "example": "fig1", "overrides": ["sample.eps=0.5"], "tol": {"Q": 0.06, "M": 0.06, "G": 0.06},
         "ratio_tol": (6.0, 4.5)}),

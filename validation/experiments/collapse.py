@@ -20,7 +20,7 @@ import numpy as np
 import hdae
 
 from .._common import Context, Outcome, mnist_missing, se_tolerance, fmt, md_table
-from ._agree import sample_table
+from ._agree import comparison_table
 
 FULL = {"replicas": 4, "n": 4000, "overrides": []}
 # the theory's next target is the law of Z discretised into weighted points: fewer in the quick run
@@ -78,7 +78,7 @@ def run(ctx: Context, name: str, title: str, se_tol: float | None = None) -> Out
         tot_s.append(float(vs.sum(1).mean()))
         tot_t.append(float(vt.sum(1).mean()))
         var_rows.append([str(g)] + [fmt(v) for v in vs.mean(0)[:2]] + [fmt(v) for v in vt.mean(0)[:2]])
-        out.table(f"Generation {g}: generated samples, theory vs simulation", sample_table(hdae.compare_samples(gt, gs)))
+        out.table(f"Generation {g}: generated samples, theory vs simulation", comparison_table(hdae.compare_samples(gt, gs)))
     for g in range(1, n_gen):
         out.check(f"collapse: simulation total variance, generation {g} / generation {g - 1}", tot_s[g] / tot_s[g - 1],
                   1.0)
