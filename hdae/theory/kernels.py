@@ -36,77 +36,136 @@ from numba import njit, prange
 from ..activations import nb_sigma_dsigma
 
 
-@njit(cache=True, fastmath=True)
+#: nodes per chunk: the per-node fields of a chunk are computed first, then every sum is a dot product
+#: over the chunk's nodes (accumulated in a register and vectorised), not a store per node
+_CHUNK = 64
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
 def cluster_expectations(points, weights, L, mean, M, alphas, betas, omegas, b, Q, act, need_dd,
                          U, B0, B1, S, V0, V1, Ed, Edd, Esh):
     """Accumulate the expectations listed in the module docstring into the (zeroed) outputs.
 
     points (N, k), weights (N,), L (2r, k), mean (2r,), M (r,), alphas/betas/omegas (T,),
     b scalar, Q (r, r), act activation code, need_dd: also accumulate Edd; Esh (1,).
+
+    Nodes are taken in chunks of ``_CHUNK``: first the fields of every node of the chunk (y, s_t,
+    s'_t, v0 = sum_t omega_t g0_t, v1), then the sums over the chunk's nodes, with
+    B0 = E[l0 v0^T], B1 = E[(l1 - M) v1^T] (l0, l1 do not depend on t) and the symmetric S, V0, V1,
+    Edd from their upper triangles.
     """
     N, k = points.shape
     r = Q.shape[0]
     T = alphas.shape[0]
-    y = np.empty(2 * r)
+    CH = _CHUNK
+    y = np.empty((2 * r, CH))
+    wy = np.empty((2 * r, CH))  # w l0 and w (l1 - M)
+    s = np.empty((T, r, CH))
+    sp = np.empty((T, r, CH))
+    ws = np.empty((T, r, CH))
+    wsp = np.empty((T, r, CH))
+    v0 = np.zeros((r, CH))
+    v1 = np.zeros((r, CH))
+    wv0 = np.empty((r, CH))
+    wv1 = np.empty((r, CH))
     h = np.empty(r)
-    s = np.empty((T, r))
-    sp = np.empty((T, r))
-    c = np.empty(r)
-    g0 = np.empty(r)
-    g1 = np.empty(r)
-    v0 = np.empty(r)
-    v1 = np.empty(r)
-    for n in range(N):
-        wq = weights[n]
-        for i in range(2 * r):
-            acc = mean[i]
-            for j in range(k):
-                acc += L[i, j] * points[n, j]
-            y[i] = acc
+    sh = 0.0
+    for lo in range(0, N, CH):
+        n = min(CH, N - lo)
+        for j in range(n):
+            for i in range(2 * r):
+                acc = mean[i]
+                for kk in range(k):
+                    acc += L[i, kk] * points[lo + j, kk]
+                y[i, j] = acc
+        for j in range(n):
+            wq = weights[lo + j]
+            for a in range(r):
+                v0[a, j] = 0.0
+                v1[a, j] = 0.0
+                wy[a, j] = wq * y[a, j]
+                wy[r + a, j] = wq * (y[r + a, j] - M[a])
+            for t in range(T):
+                al = alphas[t]
+                be = betas[t]
+                om = omegas[t]
+                for a in range(r):
+                    h[a] = al * y[a, j] + be * y[r + a, j]
+                    sa, spa = nb_sigma_dsigma(h[a], act)
+                    s[t, a, j] = sa
+                    sp[t, a, j] = spa
+                    ws[t, a, j] = wq * om * sa
+                    wsp[t, a, j] = wq * spa
+                    sh += wq * om * sa * h[a]
+                for a in range(r):
+                    qs = 0.0
+                    for e in range(r):
+                        qs += Q[a, e] * s[t, e, j]
+                    c = (b * h[a] - y[r + a, j] + qs) * sp[t, a, j]
+                    v0[a, j] += om * al * (b * s[t, a, j] + c)
+                    v1[a, j] += om * (-(1.0 - b * be) * s[t, a, j] + be * c)
+            for a in range(r):
+                wv0[a, j] = wq * v0[a, j]
+                wv1[a, j] = wq * v1[a, j]
+        # sums over the chunk
         for a in range(r):
-            v0[a] = 0.0
-            v1[a] = 0.0
-        for t in range(T):
-            al = alphas[t]
-            be = betas[t]
-            om = omegas[t]
-            for a in range(r):
-                h[a] = al * y[a] + be * y[r + a]
-                s[t, a], sp[t, a] = nb_sigma_dsigma(h[a], act)
-                Esh[0] += wq * om * s[t, a] * h[a]
-            for a in range(r):
-                qs = 0.0
-                for e in range(r):
-                    qs += Q[a, e] * s[t, e]
-                c[a] = (b * h[a] - y[r + a] + qs) * sp[t, a]
-                g0[a] = al * (b * s[t, a] + c[a])
-                g1[a] = -(1.0 - b * be) * s[t, a] + be * c[a]
-                v0[a] += om * g0[a]
-                v1[a] += om * g1[a]
-                U[a] += wq * om * g1[a]
-                Ed[t, a] += wq * sp[t, a]
-            wo = wq * om
-            for a in range(r):
-                l0 = wo * y[a]
-                l1 = wo * (y[r + a] - M[a])
-                sa = wo * s[t, a]
-                for e in range(r):
-                    B0[a, e] += l0 * g0[e]
-                    B1[a, e] += l1 * g1[e]
-                    S[a, e] += sa * s[t, e]
-        for a in range(r):
-            x0 = wq * v0[a]
-            x1 = wq * v1[a]
+            acc = 0.0
+            for j in range(n):
+                acc += wv1[a, j]
+            U[a] += acc
+            for t in range(T):
+                acc = 0.0
+                for j in range(n):
+                    acc += wsp[t, a, j]
+                Ed[t, a] += acc
             for e in range(r):
-                V0[a, e] += x0 * v0[e]
-                V1[a, e] += x1 * v1[e]
+                acc0 = 0.0
+                acc1 = 0.0
+                for j in range(n):
+                    acc0 += wy[a, j] * v0[e, j]
+                    acc1 += wy[r + a, j] * v1[e, j]
+                B0[a, e] += acc0
+                B1[a, e] += acc1
+            for e in range(a, r):
+                accs = 0.0
+                for t in range(T):
+                    for j in range(n):
+                        accs += ws[t, a, j] * s[t, e, j]
+                acc0 = 0.0
+                acc1 = 0.0
+                for j in range(n):
+                    acc0 += wv0[a, j] * v0[e, j]
+                    acc1 += wv1[a, j] * v1[e, j]
+                S[a, e] += accs
+                V0[a, e] += acc0
+                V1[a, e] += acc1
         if need_dd:
             for t in range(T):
-                for u in range(T):
+                for u in range(t, T):
                     for a in range(r):
-                        x = wq * sp[t, a]
-                        for e in range(r):
-                            Edd[t, u, a, e] += x * sp[u, e]
+                        for e in range(r if u > t else r):
+                            if u == t and e < a:
+                                continue
+                            acc = 0.0
+                            for j in range(n):
+                                acc += wsp[t, a, j] * sp[u, e, j]
+                            Edd[t, u, a, e] += acc
+    Esh[0] += sh
+    # the lower triangles (S, V0, V1 symmetric; Edd[u, t] = Edd[t, u]^T) from the accumulated upper ones
+    for a in range(r):
+        for e in range(a):
+            S[a, e] = S[e, a]
+            V0[a, e] = V0[e, a]
+            V1[a, e] = V1[e, a]
+    if need_dd:
+        for t in range(T):
+            for u in range(t, T):
+                for a in range(r):
+                    for e in range(r):
+                        if u == t and e < a:
+                            Edd[t, t, a, e] = Edd[t, t, e, a]
+                        elif u > t:
+                            Edd[u, t, e, a] = Edd[t, u, a, e]
 
 
 @njit(cache=True, parallel=True)

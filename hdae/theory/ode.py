@@ -22,6 +22,7 @@ from scipy.integrate import solve_ivp
 
 from .. import activations
 from ..targets import ReducedTarget
+from . import fastrhs
 from .kernels import clusters_expectations
 from .linalg import pinv_sym, sym_sqrt
 from .quadrature import Nodes
@@ -235,6 +236,13 @@ def integrate(state0: State, setup: TrainingSetup, t_out, method: str = "rk4", d
 
     def fun(t, y):
         return rhs(State.unpack(y, shapes), setup).pack()
+
+    n_clusters = len(setup.reduced.weights)
+    if fastrhs.use_fast(setup, n_clusters):  # small problem: the whole rhs in one serial compiled call
+        fast = fastrhs.packed_rhs(setup, shapes, _node_blocks(len(setup.nodes.weights), n_clusters))
+
+        def fun(t, y):  # noqa: F811
+            return fast(y)
 
     cb = callback or (lambda t: None)
     if method == "rk4":
