@@ -27,12 +27,71 @@ def use_fast(setup, n_clusters: int) -> bool:
 
 
 @njit(cache=True)
+def _mm(a, b):
+    """a @ b by loops (numba's @ and np.linalg need BLAS, whose check costs 0.3 s per process)."""
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.zeros((n, m))
+    for i in range(n):
+        for j in range(k):
+            x = a[i, j]
+            for l in range(m):
+                out[i, l] += x * b[j, l]
+    return out
+
+
+@njit(cache=True)
+def _jacobi_eigh(a):
+    """Eigenvalues and eigenvectors (columns) of the small symmetric matrix a: cyclic Jacobi rotations
+    until the off-diagonal part is below rounding."""
+    n = a.shape[0]
+    A = a.copy()
+    V = np.eye(n)
+    for _ in range(100):
+        off = 0.0
+        diag = 0.0
+        for i in range(n):
+            diag += A[i, i] * A[i, i]
+            for j in range(i + 1, n):
+                off += A[i, j] * A[i, j]
+        if off <= 1e-32 * diag or off == 0.0:
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = A[p, q]
+                if apq == 0.0:
+                    continue
+                theta = (A[q, q] - A[p, p]) / (2.0 * apq)
+                t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + np.sqrt(theta * theta + 1.0))
+                c = 1.0 / np.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(n):  # A <- A J (columns p, q)
+                    akp = A[k, p]
+                    akq = A[k, q]
+                    A[k, p] = c * akp - s * akq
+                    A[k, q] = s * akp + c * akq
+                for k in range(n):  # A <- J^T A (rows p, q)
+                    apk = A[p, k]
+                    aqk = A[q, k]
+                    A[p, k] = c * apk - s * aqk
+                    A[q, k] = s * apk + c * aqk
+                for k in range(n):
+                    vkp = V[k, p]
+                    vkq = V[k, q]
+                    V[k, p] = c * vkp - s * vkq
+                    V[k, q] = s * vkp + c * vkq
+    e = np.empty(n)
+    for i in range(n):
+        e[i] = A[i, i]
+    return e, V
+
+
+@njit(cache=True)
 def _eig_apply(a, mode):
     """Symmetric a: mode 0 pseudo-inverse (numpy pinv, hermitian, rcond 1e-10); 1 square root (negative
     eigenvalues clipped); 2 pseudo-inverse square root (eigenvalues below 1e-12 max dropped)."""
     n = a.shape[0]
-    s = 0.5 * (a + a.T)
-    e, v = np.linalg.eigh(s)
+    e, v = _jacobi_eigh(0.5 * (a + a.T))
     f = np.zeros(n)
     if mode == 0:
         big = 0.0
@@ -105,13 +164,13 @@ def rhs_packed(y, nL, r, K, R, s_bins, T_bins, H_bins, noise_mass, pi, alphas, b
         C = np.zeros((2 * r, 2 * r))
         if T == 1:
             inv_sqrt = _eig_apply(alphas[0] ** 2 * Q + betas[0] ** 2 * Omega[c], 2)
-            top = alphas[0] * (Q @ inv_sqrt)
-            bot = betas[0] * (Omega[c] @ inv_sqrt)
+            top = alphas[0] * _mm(Q, inv_sqrt)
+            bot = betas[0] * _mm(Omega[c], inv_sqrt)
             Lc[:r] = top
             Lc[r:] = bot
             C[:r, :r] = Q
             C[r:, r:] = Omega[c]
-            C -= Lc @ Lc.T
+            C -= _mm(Lc, Lc.T)
         else:
             Lc[:r, :r] = sqQ
             Lc[r:, r:] = _eig_apply(Omega[c], 1)
@@ -138,14 +197,14 @@ def rhs_packed(y, nL, r, K, R, s_bins, T_bins, H_bins, noise_mass, pi, alphas, b
                     Rt[t, a, a] = b * alphas[t]
                     Rt[t, a, r + a] = -(1.0 - b * betas[t])
             for t in range(T):
-                C0R = C[:r] @ Rt[t].T
-                C1R = C[r:] @ Rt[t].T
+                C0R = _mm(C[:r], Rt[t].T)
+                C1R = _mm(C[r:], Rt[t].T)
                 for a in range(r):
                     for e in range(r):
                         B0[a, e] += omegas[t] * alphas[t] * C0R[a, e] * Ed[t, e]
                         B1[a, e] += omegas[t] * betas[t] * C1R[a, e] * Ed[t, e]
                 for u in range(T):
-                    rcr = Rt[t] @ C @ Rt[u].T
+                    rcr = _mm(_mm(Rt[t], C), Rt[u].T)
                     f0 = omegas[t] * omegas[u] * alphas[t] * alphas[u]
                     f1 = omegas[t] * omegas[u] * betas[t] * betas[u]
                     for a in range(r):
@@ -155,8 +214,8 @@ def rhs_packed(y, nL, r, K, R, s_bins, T_bins, H_bins, noise_mass, pi, alphas, b
         p = pi[c]
         for a in range(r):
             U[a, c] = p * Uc[a]
-        K0 += p * (B0.T @ Qp + Sc)
-        K1[c] = p * (B1.T @ _eig_apply(Omega[c], 0))
+        K0 += p * (_mm(B0.T, Qp) + Sc)
+        K1[c] = p * _mm(B1.T, _eig_apply(Omega[c], 0))
         D0 += p * V0
         D1[c] = p * V1
         sigma_h += p * Esh[0]
@@ -170,9 +229,9 @@ def rhs_packed(y, nL, r, K, R, s_bins, T_bins, H_bins, noise_mass, pi, alphas, b
         for c in range(K):
             Kl += s_bins[ll, c] * K1[c]
             Dl += s_bins[ll, c] * D1[c]
-        dm[ll] = -(U @ T_bins[ll]) - Kl @ m[ll]
-        dg[ll] = -(U @ H_bins[ll]) - Kl @ g[ll]
-        X = U @ m[ll].T + Kl @ q[ll]
+        dm[ll] = -_mm(U, T_bins[ll]) - _mm(Kl, m[ll])
+        dg[ll] = -_mm(U, H_bins[ll]) - _mm(Kl, g[ll])
+        X = _mm(U, m[ll].T) + _mm(Kl, q[ll])
         dq[ll] = -(X + X.T) + 2.0 * lr * noise_mass[ll] * Dl
     db = 0.0
     for t in range(T):

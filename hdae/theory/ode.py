@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from .. import activations
 from ..targets import ReducedTarget
@@ -195,6 +194,8 @@ def _rk4(fun, y0, t_out, dt, bound, callback):
 
 
 def _adaptive(fun, y0, t_out, rtol, atol, bound, callback):
+    from scipy.integrate import solve_ivp  # half a second to import: only when asked for
+
     counter = [0]
 
     def counted(t, y):
