@@ -18,10 +18,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from .. import activations
 from ..targets import ReducedTarget
+from . import fastrhs
 from .kernels import clusters_expectations
 from .linalg import pinv_sym, sym_sqrt
 from .quadrature import Nodes
@@ -264,6 +264,8 @@ def _rk4_batch(fun, y0s, t_out, dt, bound, callback):
 
 
 def _adaptive(fun, y0, t_out, rtol, atol, bound, callback):
+    from scipy.integrate import solve_ivp  # half a second to import: only when asked for
+
     counter = [0]
 
     def counted(t, y):
@@ -315,16 +317,31 @@ def integrate_batch(states, setups, t_out, method: str = "rk4", dt: float = 0.02
     if np.any(np.diff(t_out) <= 0):
         raise ValueError("output times must be strictly increasing")
     shapes = [st.shapes for st in states]
+    # small problems: each trajectory's whole rhs in one serial compiled call (hdae.theory.fastrhs),
+    # cheaper than the batched numpy assembly around the shared kernel; the others go through it together
+    fast = {}
+    for k, setup in enumerate(setups):
+        n_clusters = len(setup.reduced.weights)
+        if fastrhs.use_fast(setup, n_clusters):
+            fast[k] = fastrhs.packed_rhs(setup, shapes[k], _node_blocks(len(setup.nodes.weights), n_clusters))
+
+    def one(k, y):
+        return fast[k](y) if k in fast else rhs(State.unpack(y, shapes[k]), setups[k]).pack()
+
     cb = callback or (lambda t: None)
     if method == "rk4":
         def fun(t, ys, idx):
-            out = rhs_batch([State.unpack(y, shapes[k]) for y, k in zip(ys, idx)], [setups[k] for k in idx])
-            return [d.pack() for d in out]
+            out = {k: fast[k](y) for y, k in zip(ys, idx) if k in fast}
+            rest = [(y, k) for y, k in zip(ys, idx) if k not in fast]
+            if rest:
+                derivs = rhs_batch([State.unpack(y, shapes[k]) for y, k in rest], [setups[k] for _, k in rest])
+                out.update((k, dv.pack()) for (_, k), dv in zip(rest, derivs))
+            return [out[k] for k in idx]
 
         sols = _rk4_batch(fun, [st.pack() for st in states], t_out, dt, divergence, cb)
     else:
-        sols = [_adaptive(lambda t, y, k=k: rhs(State.unpack(y, shapes[k]), setups[k]).pack(), st.pack(), t_out,
-                          rtol, atol, divergence, cb) for k, st in enumerate(states)]
+        sols = [_adaptive(lambda t, y, k=k: one(k, y), st.pack(), t_out, rtol, atol, divergence, cb)
+                for k, st in enumerate(states)]
     for sol, setup in zip(sols, setups):
         if sol.status == 1:
             sol.message = (f"ODE diverged at theta = {sol.theta_fail:.6g}: statistics became non-finite or "
