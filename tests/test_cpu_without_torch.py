@@ -95,3 +95,45 @@ def test_generated_samples_on_cpu(small_problem):
     x = hdae.simulation.generated_samples(sim, 50, replica=1, seed=3, device="cpu")
     assert isinstance(x, np.ndarray) and x.shape == (50, sim.d) and np.isfinite(x).all()
     np.testing.assert_array_equal(x, hdae.simulation.generated_samples(sim, 50, replica=1, seed=3, device="cpu"))
+
+
+# ----------------------------------------------------------------------------- the torch (CUDA) path
+def test_torch_path_runs_on_cpu_tensors(small_problem, monkeypatch):
+    """Where no GPU is at hand: simulate's torch implementation (tensors, torch generator, torch
+    sampler, generated data of generation 1), run on CPU tensors; the torch step and the kernel fed
+    the same torch draws follow the same trajectory."""
+    import functools
+
+    from hdae.simulation import sgd
+
+    p = small_problem.with_overrides("generations.count=2")
+    monkeypatch.setattr(run, "_TORCH_ON_CPU", True)
+    kern = simulate(p, replicas=2, device="cpu")
+    monkeypatch.setattr(run, "OnlineSGD", functools.partial(sgd.OnlineSGD, backend="torch"))
+    ref = simulate(p, replicas=2, device="cpu")
+    for res in (kern, ref):
+        assert res.ok and res.n_generations == 2 and "torch_version" in res.attrs
+        assert np.isfinite(res.generation(1).sample.projected).all()
+    for g in range(2):
+        for k in ("Q", "M", "G", "b"):
+            np.testing.assert_allclose(getattr(kern.generation(g).train, k), getattr(ref.generation(g).train, k),
+                                       rtol=1e-9, atol=1e-12)
+    x = hdae.simulation.generated_samples(ref, 20, replica=1, seed=3, device="cpu")
+    assert isinstance(x, np.ndarray) and x.shape == (20, ref.d)
+
+
+def test_generation_statistics_in_torch_equal_numpy(small_problem, monkeypatch):
+    """_Generation.statistics computed by torch (as on a device) and by numpy agree."""
+    from hdae.simulation import sgd
+
+    rt = hdae.targets.realise(small_problem.target, small_problem.observation_basis)
+    rng = np.random.default_rng(4)
+    w, w_prev = rng.standard_normal((2, rt.d, 2)), rng.standard_normal((2, rt.d, 2))
+    b, S = np.array([0.3, 0.5]), np.array([0.9, 1.1])
+    arrays = (rt.eigenvalues, rt.centroids, rt.basis, w_prev, S)
+    st_np = run._Generation(*arrays).statistics(w, b)
+    monkeypatch.setattr(sgd, "on_cpu", lambda x: False)
+    st_t = run._Generation(*(torch.as_tensor(a) for a in arrays)).statistics(torch.as_tensor(w), torch.as_tensor(b))
+    for k in ("Q", "Omega", "M", "G", "b", "overlap"):
+        assert isinstance(st_t[k], torch.Tensor)
+        np.testing.assert_allclose(st_t[k].numpy(), st_np[k], rtol=1e-12, atol=1e-14)

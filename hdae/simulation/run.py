@@ -27,6 +27,15 @@ from .sgd import MixtureSampler, OnlineSGD, _np_of, device_type, is_torch, names
 _MEMORY_BUDGET = 256 * 2**20  # bytes of pre-drawn noise per chunk
 
 
+#: Tests only: run the torch implementation (the CUDA path) on CPU tensors, where no GPU is at hand.
+_TORCH_ON_CPU = False
+
+
+def _uses_torch(dev) -> bool:
+    """Whether a run on ``dev`` holds torch tensors (on a device), rather than numpy arrays (CPU)."""
+    return device_type(dev) != "cpu" or _TORCH_ON_CPU
+
+
 def nvidia_driver_present() -> bool:
     """Whether this machine may have an NVIDIA GPU: the driver's /proc entry or ``nvidia-smi`` on PATH.
     Without either, CUDA cannot work and torch need not be imported to know it."""
@@ -139,7 +148,7 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
                         f"d = {problem.d}, replicas = {replicas}, sample.n = {problem.sample.n}")
     d, seed = problem.d, problem.seed
     dev = resolve_device(device)
-    on_cpu = device_type(dev) == "cpu"
+    with_torch = _uses_torch(dev)
     dtype = problem.simulation.dtype
     t_start = time.perf_counter()
 
@@ -187,15 +196,16 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
             break
         data, measure = trained_on(copy(w), copy(b))
     attrs = {"dtype": problem.simulation.dtype, "lambda_avg": problem.target.average_eigenvalue(d)}
-    if on_cpu:
+    if with_torch:
+        import torch
+
+        if device_type(dev) == "cuda":
+            torch.cuda.synchronize(torch.device(dev))
+        attrs["torch_version"] = torch.__version__
+    else:
         import numba
 
         attrs.update(numpy_version=np.__version__, numba_version=numba.__version__)
-    else:
-        import torch
-
-        torch.cuda.synchronize(torch.device(dev))
-        attrs["torch_version"] = torch.__version__
     wall = time.perf_counter() - t_start
     if n_gen == 1:
         run = runs[0]
@@ -210,7 +220,7 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
 
 def _array_maker(dev, dtype: str):
     """Arrays of the run: numpy on CPU, torch tensors on a device."""
-    if device_type(dev) == "cpu":
+    if not _uses_torch(dev):
         return lambda a: np.array(a, dtype=dtype)  # a copy: never a view of the caller's array
     import torch
 
@@ -223,7 +233,7 @@ def _generators(dev, seed: int, generation: int | None = None):
     (or (seed, generation)), the sampler's with the same entropy and spawn key (1,), so the streams
     are independent; CUDA: one torch generator for both."""
     entropy = seed if generation is None else [seed, generation]
-    if device_type(dev) == "cpu":
+    if not _uses_torch(dev):
         return (np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(1,))),
                 np.random.default_rng(entropy))
     import torch
@@ -278,7 +288,7 @@ def generated_samples(result: Result, n: int, generation: int = -1, replica: int
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
     from .sampler import generate
 
-    if device_type(dev) == "cpu":
+    if not _uses_torch(dev):
         generator = np.random.default_rng(seed)
     else:
         import torch
