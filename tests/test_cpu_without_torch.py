@@ -137,3 +137,26 @@ def test_generation_statistics_in_torch_equal_numpy(small_problem, monkeypatch):
     for k in ("Q", "Omega", "M", "G", "b", "overlap"):
         assert isinstance(st_t[k], torch.Tensor)
         np.testing.assert_allclose(st_t[k].numpy(), st_np[k], rtol=1e-12, atol=1e-14)
+
+
+def test_numpy_sampler_does_not_depend_on_the_thread_count():
+    """Each path of the sampler kernel draws from its own stream: 1 or 2 threads, the same bits."""
+    import numba
+
+    from hdae import schedules
+    from hdae.simulation import sample_finite_d
+
+    co = schedules.sampler_coefficients(schedules.Interpolant("linear"), schedules.NoiseSchedule(0.4, "constant"),
+                                        schedules.sampling_grid(8, 0.9))
+    w = np.random.default_rng(0).standard_normal((2, 50, 2))
+    out = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            out.append(sample_finite_d(w, np.array([0.5, 1.2]), co, 64, np.eye(50)[:, :3], "tanh",
+                                       np.random.default_rng(5)))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])

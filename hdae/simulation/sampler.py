@@ -19,10 +19,10 @@ from .sgd import _np_of, is_torch
 def generate(w, b, coefficients, m: int, activation: str, generator):
     """``m`` full samples X_T per replica, (n_rep, m, d), for weights w (n_rep, d, r) and b (n_rep,).
 
-    numpy arrays with a numpy Generator (the CPU path: numpy matmul, ziggurat normals
-    :func:`hdae.simulation.kernels.standard_normal` seeded from the generator; no torch), or torch
-    tensors with a torch.Generator (the CUDA path). X is updated in place, so memory is two
-    (n_rep, m, d) arrays."""
+    numpy arrays with a numpy Generator (the CPU path: the numba kernel
+    :func:`hdae.simulation.kernels.sampler_paths`, X_0 and the noise from ziggurat streams seeded
+    from the generator; no torch), or torch tensors with a torch.Generator (the CUDA path). X is
+    updated in place, so memory is one (n_rep, m, d) array (two for torch with eps > 0)."""
     if is_torch(w):
         return _generate_torch(w, b, coefficients, m, activation, generator)
     if not isinstance(generator, np.random.Generator):
@@ -31,27 +31,16 @@ def generate(w, b, coefficients, m: int, activation: str, generator):
 
 
 def _generate_numpy(w, b, coefficients, m, activation, generator):
-    from .kernels import standard_normal
+    from .kernels import sampler_paths, standard_normal
 
-    sigma, _ = activations.numpy_pair(activation)
     n_rep, d, r = w.shape
-    dtype = w.dtype
-    sd = math.sqrt(d)
-    wt = np.ascontiguousarray(w.transpose(0, 2, 1))
-    scale = (1.0 + coefficients.dt[None, :] * coefficients.drift_scale(b.astype(float)[:, None])).astype(dtype)
-    X = standard_normal(np.empty((n_rep, m, d), dtype=dtype), generator.integers(2**63))
-    tmp = np.empty_like(X)
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverged replica's samples: found by the caller
-        for k, dt in enumerate(coefficients.dt):
-            drive = np.asarray(sigma(np.matmul(X, w) / sd), dtype=dtype)  # (n_rep, m, r), from the old X
-            drive *= dt * coefficients.gamma[k] / sd
-            X *= scale[:, k, None, None]
-            X += np.matmul(drive, wt, out=tmp)
-            if coefficients.noise_var[k] > 0:
-                tmp = standard_normal(tmp, generator.integers(2**63))
-                tmp *= math.sqrt(coefficients.noise_var[k])
-                X += tmp
-    return X
+    scale = 1.0 + coefficients.dt[None, :] * coefficients.drift_scale(b.astype(float)[:, None])  # (n_rep, K)
+    X = standard_normal(np.empty((n_rep, m, d), dtype=w.dtype), generator.integers(2**63))
+    coef = coefficients.dt * coefficients.gamma / math.sqrt(d)
+    noisy = bool((coefficients.noise_var > 0).any())
+    noise_seed = generator.integers(2**63) if noisy else 0  # the probability flow draws nothing more
+    return sampler_paths(X, w, scale, coef, np.sqrt(np.maximum(coefficients.noise_var, 0.0)),
+                         activations.code(activation), noise_seed)
 
 
 def _generate_torch(w, b, coefficients, m, activation, generator):
