@@ -4,7 +4,7 @@
 Typical session:
   hdae run --example fig1 -o out/fig1             # all of the below in one go
   hdae examples                                   # the built-in problems
-  hdae simulate --example fig1 -o sim.h5          # finite-d SGD + sampler (torch)
+  hdae simulate --example fig1 -o sim.h5          # finite-d SGD + sampler
   hdae solve --init-from sim.h5 -o theory.h5      # the ODE theory, from the same w_0
   hdae compare theory.h5 sim.h5                   # deviations, scales, replica spread
   hdae plot theory.h5 --against sim.h5 -o fig.png

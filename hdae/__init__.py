@@ -3,12 +3,12 @@
 The public API (everything a command of the ``hdae`` CLI does is one of these calls):
 
     problem = hdae.load_problem("my.toml", overrides=["train.lr=0.1"])   # or example="fig1"
-    sim = hdae.simulate(problem, replicas=4)          # finite-d SGD + sampler (torch)
+    sim = hdae.simulate(problem, replicas=4)          # finite-d SGD + sampler (numba/numpy; torch on CUDA)
     theory = hdae.solve(init_from=sim)                # Result 2.1 ODEs + generated density
     hdae.compare_training(theory, sim)                # deviations, scales, replica spread
     theory.write("theory.h5"); hdae.read("theory.h5")
 
-``simulate`` imports torch, ``solve`` and ``compare_*`` numba, ``read`` h5py only when called.
+``simulate`` and ``solve`` import numba (``simulate`` torch only for CUDA), ``read`` h5py, only when called.
 """
 import os as _os
 

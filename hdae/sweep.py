@@ -309,7 +309,13 @@ def compute_point(index: int, config_text: str, simulate: bool = False, replicas
     t0 = time.perf_counter()
     out = {"index": index, "worker": f"{socket.gethostname()}:{os.getpid()}", "error": "",
            "theory": None, "simulation": None}
-    before = _set_threads(threads, torch_too=simulate)
+    if simulate and device != "cpu":
+        from .simulation.run import nvidia_driver_present
+
+        torch_too = nvidia_driver_present()  # a CPU simulation never imports torch
+    else:
+        torch_too = False
+    before = _set_threads(threads, torch_too=torch_too)
     caught = warnings.catch_warnings()
     caught.__enter__()
     warnings.simplefilter("ignore", RuntimeWarning)  # overflow on the way to a divergence: the status says it

@@ -307,3 +307,61 @@ def standard_normal(out: np.ndarray, seed: int) -> np.ndarray:
     else:
         _fill_normal_blocks(flat, np.uint64(int(seed) & _MASK64), _ZIG_X, _ZIG_R)
     return out
+
+
+# ----------------------------------------------------------------------------- the d-dimensional sampler
+@njit(cache=True, inline="always")
+def _mix64(z):
+    """splitmix64's finaliser (a bijection of 64-bit words): decorrelated stream seeds."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def _sampler_paths(X, wt, scale, coef, noise_sd, act, seed, ZX, ZR):
+    n_rep, m, d = X.shape
+    r = wt.shape[1]
+    K = coef.shape[0]
+    sd = math.sqrt(d)
+    for job in prange(n_rep * m):
+        i = job // m
+        x = X[i, job - i * m]
+        lam = np.empty(r)
+        noise = np.empty(d)
+        base = _mix64(seed ^ np.uint64(job))
+        for k in range(K):
+            for p in range(r):
+                lam[p] = nb_sigma(_dot(wt[i, p], x) / sd, act) * coef[k]
+            s = scale[i, k]
+            if noise_sd[k] > 0.0:
+                _fill_normal(noise, _mix64(base ^ np.uint64(k)), ZX, ZR)
+                ns = noise_sd[k]
+                for t in range(d):
+                    x[t] = s * x[t] + ns * noise[t]
+            else:
+                for t in range(d):
+                    x[t] = s * x[t]
+            for p in range(r):
+                a = lam[p]
+                wp = wt[i, p]
+                for t in range(d):
+                    x[t] += a * wp[t]
+
+
+def sampler_paths(X, w, scale, coef, noise_sd, act: int, seed: int):
+    """The Euler(-Maruyama) steps of the d-dimensional sampler (:mod:`hdae.simulation.sampler`), in
+    place, one path at a time with the path in cache (paths in parallel):
+
+        X <- scale_k X + coef_k w sigma(w^T X/sqrt d) + noise_sd_k xi,   k = 0 .. K-1,
+
+    X (n_rep, m, d) C-contiguous, X_0 on entry, X_K on exit; w (n_rep, d, r); scale (n_rep, K);
+    coef, noise_sd (K,); act an activation code. Path j of replica i draws its xi from its own
+    ziggurat stream, a function of (seed, i m + j, k), so the result does not depend on the number
+    of threads."""
+    wt = np.ascontiguousarray(np.swapaxes(w, 1, 2), dtype=np.float64)
+    _sampler_paths(X, wt, np.ascontiguousarray(scale, dtype=np.float64), np.ascontiguousarray(coef, dtype=np.float64),
+                   np.ascontiguousarray(noise_sd, dtype=np.float64), act, np.uint64(int(seed) & _MASK64), _ZIG_X,
+                   _ZIG_R)
+    return X

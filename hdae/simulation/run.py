@@ -6,11 +6,13 @@ replica, and every generation is stored with today's layout plus its final weigh
 """
 from __future__ import annotations
 
+import os
 import platform
+import shutil
+import sys
 import time
 
 import numpy as np
-import torch
 
 from .. import limits, schedules, targets
 from ..schedules import checkpoint_steps
@@ -20,29 +22,66 @@ from ..progress import progress_bar
 from ..collapse import collapse_extras
 from ..results import Result, SampleRecord, TrainRecord, combine_replicas
 from .sampler import GeneratedData, sample_finite_d
-from .sgd import MixtureSampler, OnlineSGD, summary_statistics
+from .sgd import MixtureSampler, OnlineSGD, _np_of, device_type, is_torch, namespace, summary_statistics
 
 _MEMORY_BUDGET = 256 * 2**20  # bytes of pre-drawn noise per chunk
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is an error."""
+#: Tests only: run the torch implementation (the CUDA path) on CPU tensors, where no GPU is at hand.
+_TORCH_ON_CPU = False
+
+
+def _uses_torch(dev) -> bool:
+    """Whether a run on ``dev`` holds torch tensors (on a device), rather than numpy arrays (CPU)."""
+    return device_type(dev) != "cpu" or _TORCH_ON_CPU
+
+
+def nvidia_driver_present() -> bool:
+    """Whether this machine may have an NVIDIA GPU: the driver's /proc entry or ``nvidia-smi`` on PATH.
+    Without either, CUDA cannot work and torch need not be imported to know it."""
+    return os.path.exists("/proc/driver/nvidia") or shutil.which("nvidia-smi") is not None
+
+
+def resolve_device(device: str = "auto") -> str:
+    """The device to run on, 'cpu' or 'cuda[:i]': 'auto' -> CUDA when torch sees a GPU, else CPU;
+    'cuda' without a GPU is an error. 'cpu', and 'auto' on a machine without an NVIDIA driver,
+    decide without importing torch (the CPU path never needs it)."""
+    device = str(device)
+    if device == "cpu":
+        return "cpu"
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not nvidia_driver_present():
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    import torch
+
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
-    return dev
+    return str(dev)
 
 
-def describe_device(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return f"{dev} ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+def describe_device(dev) -> str:
+    if device_type(dev) == "cuda":
+        import torch
+
+        return f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
+    from ..parallel import available_cores
+
+    if "numba" in sys.modules:
+        import numba
+
+        threads = numba.get_num_threads()
+    else:
+        threads = int(os.environ.get("NUMBA_NUM_THREADS", available_cores()))
+    return f"cpu ({platform.processor() or platform.machine()}, {threads} threads)"
 
 
 class _Generation:
-    """What one generation's statistics are measured against (torch tensors on the device).
+    """What one generation's statistics are measured against (numpy arrays on CPU, torch tensors on
+    a device: the kind of the weights).
 
     eig (K, d), cents (K, d), basis (d, R): the original target (M and G always refer to the
     original centroids and observation space); for generation g >= 1 also the previous
@@ -57,12 +96,14 @@ class _Generation:
     def statistics(self, w, b) -> dict:
         stats = summary_statistics(w, b, self.eig, self.cents, self.basis)
         if self.w_prev is not None:
+            xp, wrap = namespace(w, self.w_prev, self.S_prev)
+            w, w_prev, S_prev, Q = (_np_of(a) if xp is np else a for a in (w, self.w_prev, self.S_prev, stats["Q"]))
             d = w.shape[1]
-            C = torch.bmm(w.transpose(1, 2), self.w_prev) / d
-            Qp = torch.linalg.pinv(torch.bmm(self.w_prev.transpose(1, 2), self.w_prev) / d, hermitian=True)
-            in_w = C @ Qp @ C.transpose(1, 2)
-            stats["Omega"] = (self.S_prev[:, None, None] * (stats["Q"] - in_w)).unsqueeze(1)
-            stats["overlap"] = C
+            C = xp.einsum("nia,nib->nab", w, w_prev) / d
+            Qp = xp.linalg.pinv(xp.einsum("nia,nib->nab", w_prev, w_prev) / d, hermitian=True)
+            in_w = C @ Qp @ C.swapaxes(1, 2)
+            stats["Omega"] = wrap((S_prev[:, None, None] * (Q - in_w))[:, None])
+            stats["overlap"] = wrap(C)
         return stats
 
 
@@ -107,15 +148,17 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
                         f"d = {problem.d}, replicas = {replicas}, sample.n = {problem.sample.n}")
     d, seed = problem.d, problem.seed
     dev = resolve_device(device)
-    dtype = getattr(torch, problem.simulation.dtype)
+    with_torch = _uses_torch(dev)
+    dtype = problem.simulation.dtype
     t_start = time.perf_counter()
 
     realised = targets.realise(problem.target, problem.observation_basis, d)
-    as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
+    as_t = _array_maker(dev, dtype)
     eig, cents, basis = as_t(realised.eigenvalues), as_t(realised.centroids), as_t(realised.basis)
-    generator = torch.Generator(device=dev).manual_seed(seed)  # initial noise of the sampler
-    # training data: a numpy PCG64 on CPU (the SGD kernel's fast draws), the torch generator on CUDA
-    data_rng = np.random.default_rng(seed) if dev.type == "cpu" else generator
+    # On CPU (numpy arrays, no torch): training data from a numpy PCG64 seeded with the seed (the SGD
+    # kernel's fast draws), the sampler's noise from a second, independent one. On CUDA (torch
+    # tensors): one torch generator for both.
+    generator, data_rng = _generators(dev, seed)
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
     weights, means, covs = problem.target.projected(problem.observation_basis)
     common = dict(kind="simulation", config_text=problem.config_text, seed=seed, d=d, replica_axis=True,
@@ -123,39 +166,46 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
 
     def trained_on(w, b):
         """Training data and statistics of the generation after the one with final weights w, b."""
-        S_prev = as_t(coeffs.orthogonal_variance_batch(b.cpu().numpy())[:, -1])
+        S_prev = as_t(coeffs.orthogonal_variance_batch(_host(b))[:, -1])
         return GeneratedData(w, b, coeffs, problem.model.activation), _Generation(eig, cents, basis, w, S_prev)
 
     data, measure = MixtureSampler(realised, dev, dtype), _Generation(eig, cents, basis)
+    copy = lambda a: a.clone() if is_torch(a) else a.copy()  # noqa: E731
     runs = []
     n_gen = problem.generations.count
     if resume is not None:
         runs = _resumed_generations(problem, resume, replicas, n_gen)
         data, measure = trained_on(as_t(runs[-1].final_w), as_t(runs[-1].final_b))
-        generator.manual_seed(int(np.random.SeedSequence([seed, len(runs)]).generate_state(1)[0]))
-        data_rng = np.random.default_rng([seed, len(runs)]) if dev.type == "cpu" else generator
+        generator, data_rng = _generators(dev, seed, len(runs))
     for g in range(len(runs), n_gen):
         t_gen = time.perf_counter()
         w0 = targets.initial_weights(problem.target, problem.init, problem.model.width, d, seed, replicas, g)
         label = f"simulate d={d} x{replicas}" + (f" gen {g}" if n_gen > 1 else "")
         train, samples, w, b, (rep_status, rep_message, theta_stop), n_steps = _train_and_sample(
-            problem, data, measure, as_t(w0).clone(), as_t(np.full(replicas, problem.model.skip)).clone(), generator,
+            problem, data, measure, copy(as_t(w0)), copy(as_t(np.full(replicas, problem.model.skip))), generator,
             data_rng, coeffs, sample, progress, label)
         status, message = combine_replicas(rep_status, rep_message)
         if n_gen > 1 and message:
             message = f"generation {g}: {message}"
         runs.append(Result(**common, train=train, device=describe_device(dev), init_w=w0,
-                           init_b=np.full(replicas, problem.model.skip), final_w=w.cpu().numpy(),
-                           final_b=b.cpu().numpy(), sample=samples, status=status, message=message,
+                           init_b=np.full(replicas, problem.model.skip), final_w=_host(w).copy(),
+                           final_b=_host(b).copy(), sample=samples, status=status, message=message,
                            replica_status=rep_status, replica_message=rep_message, replica_theta_stop=theta_stop,
                            wall_time_s=time.perf_counter() - t_gen, attrs={"n_steps": n_steps, "generation": g}))
         if status != "success":  # a generation with a stopped replica ends the run (its others are complete)
             break
-        data, measure = trained_on(w.clone(), b.clone())
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    attrs = {"dtype": problem.simulation.dtype, "lambda_avg": problem.target.average_eigenvalue(d),
-             "torch_version": torch.__version__}
+        data, measure = trained_on(copy(w), copy(b))
+    attrs = {"dtype": problem.simulation.dtype, "lambda_avg": problem.target.average_eigenvalue(d)}
+    if with_torch:
+        import torch
+
+        if device_type(dev) == "cuda":
+            torch.cuda.synchronize(torch.device(dev))
+        attrs["torch_version"] = torch.__version__
+    else:
+        import numba
+
+        attrs.update(numpy_version=np.__version__, numba_version=numba.__version__)
     wall = time.perf_counter() - t_start
     if n_gen == 1:
         run = runs[0]
@@ -166,6 +216,36 @@ def simulate(problem: Problem, d: int | None = None, replicas: int = 1, device: 
                     message=last.message, generations=runs, attrs=attrs)
     result.extras.update(collapse_extras(result))
     return result
+
+
+def _array_maker(dev, dtype: str):
+    """Arrays of the run: numpy on CPU, torch tensors on a device."""
+    if not _uses_torch(dev):
+        return lambda a: np.array(a, dtype=dtype)  # a copy: never a view of the caller's array
+    import torch
+
+    return lambda a: torch.as_tensor(a, dtype=getattr(torch, dtype), device=dev)
+
+
+def _generators(dev, seed: int, generation: int | None = None):
+    """(sampler generator, training-data generator) for a run, or for the generations from
+    ``generation`` on of a resumed one. CPU: two numpy Generators, the data's seeded with the seed
+    (or (seed, generation)), the sampler's with the same entropy and spawn key (1,), so the streams
+    are independent; CUDA: one torch generator for both."""
+    entropy = seed if generation is None else [seed, generation]
+    if not _uses_torch(dev):
+        return (np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(1,))),
+                np.random.default_rng(entropy))
+    import torch
+
+    state = seed if generation is None else int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    g = torch.Generator(device=dev).manual_seed(state)
+    return g, g
+
+
+def _host(a) -> np.ndarray:
+    """A numpy array of ``a`` (itself, or a view of a CPU tensor, or a copy from the device)."""
+    return a.detach().cpu().numpy() if is_torch(a) else np.asarray(a)
 
 
 def _resumed_generations(problem: Problem, resume, replicas: int, n_gen: int) -> list:
@@ -203,19 +283,23 @@ def generated_samples(result: Result, n: int, generation: int = -1, replica: int
     if run.final_w is None:
         raise ValueError("the result holds no final weights (/final/w)")
     dev = resolve_device(device)
-    dtype = getattr(torch, problem.simulation.dtype)
-    w = torch.as_tensor(run.final_w[replica:replica + 1], dtype=dtype, device=dev)
-    b = torch.as_tensor(run.final_b[replica:replica + 1], dtype=dtype, device=dev)
+    as_t = _array_maker(dev, problem.simulation.dtype)
+    w, b = as_t(run.final_w[replica:replica + 1]), as_t(run.final_b[replica:replica + 1])
     coeffs = schedules.sampler_coefficients(problem.train.interpolant, problem.sample.noise, problem.sample.grid)
     from .sampler import generate
 
-    x = generate(w, b, coeffs, n, problem.model.activation, torch.Generator(device=dev).manual_seed(seed))
-    return x[0].cpu().numpy()
+    if not _uses_torch(dev):
+        generator = np.random.default_rng(seed)
+    else:
+        import torch
+
+        generator = torch.Generator(device=dev).manual_seed(seed)
+    return _host(generate(w, b, coeffs, n, problem.model.activation, generator)[0])
 
 
 def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs, sample, progress, label):
     """One generation: online SGD on ``data`` (drawn with ``data_rng``) from (w, b) in place,
-    statistics at the checkpoints, samples (with the torch ``generator``) at ``sample.thetas``.
+    statistics at the checkpoints, samples (with ``generator``) at ``sample.thetas``.
 
     Every replica has its own status (:mod:`hdae.results`): one whose weights become non-finite,
     or whose statistics explode at a checkpoint, is frozen there (its statistics and samples after
@@ -225,12 +309,14 @@ def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs,
     tr = problem.train
     d = w.shape[1]
     replicas = w.shape[0]
-    dev, dtype = w.device, w.dtype
+    dev = w.device if is_torch(w) else "cpu"
+    dtype = w.dtype
+    copy = lambda a: a.clone() if is_torch(a) else a.copy()  # noqa: E731
     sgd = OnlineSGD(data, tr.interpolant.alpha(tr.times), tr.interpolant.beta(tr.times), tr.time_weights, tr.lr,
                     tr.weight_decay, problem.model.activation, dev, dtype)
     steps = checkpoint_steps(tr.checkpoints, d, tr.lr)
     sample_steps = set(checkpoint_steps(problem.sample.thetas, d, tr.lr).tolist()) if sample else set()
-    chunk = max(1, min(problem.simulation.chunk, _MEMORY_BUDGET // (2 * replicas * d * w.element_size())))
+    chunk = max(1, min(problem.simulation.chunk, _MEMORY_BUDGET // (2 * replicas * d * np.dtype(sgd.dtype_name).itemsize)))
     bound = problem.theory.divergence
     theta_of = lambda step: 2 * tr.lr * step / d  # noqa: E731
     rep_status = np.full(replicas, "success", dtype=object)
@@ -253,7 +339,7 @@ def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs,
             stopped |= failed >= 0
             bar.update(int(target_step - done))
             done = int(target_step)
-            record = {k: v.cpu().numpy() for k, v in measure.statistics(w, b).items()}
+            record = {k: _host(v) for k, v in measure.statistics(w, b).items()}
             if done == 0:  # out of range before any step: the input's scales, not a divergence
                 check_initial(record, bound)
             # finite weights, exploding statistics: a divergence all the same
@@ -265,7 +351,7 @@ def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs,
                 v[stopped] = np.nan
             records.append(record)
             if done in sample_steps:
-                snapshots[done] = (w.clone(), b.clone(), stopped.copy())
+                snapshots[done] = (copy(w), copy(b), stopped.copy())
     finally:
         bar.close()
 
@@ -284,7 +370,7 @@ def _train_and_sample(problem, data, measure, w, b, generator, data_rng, coeffs,
             ws, bs, gone = snapshots[step]
             p, z = sample_finite_d(ws, bs, coeffs, problem.sample.n, measure.basis, problem.model.activation,
                                    generator, problem.simulation.sample_batch)
-            p, z = p.cpu().numpy(), z.cpu().numpy()
+            p, z = _host(p), _host(z)
             p[gone], z[gone] = np.nan, np.nan
             proj.append(p)
             lat.append(z)

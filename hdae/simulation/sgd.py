@@ -18,32 +18,73 @@ where lam0 = w^T x0/sqrt d, lam1 = w^T x1/sqrt d and Q = w^T w/d.
 
 On CPU, :meth:`OnlineSGD.run` runs whole chunks of steps in the numba kernel of
 :mod:`hdae.simulation.kernels` (same update, same draws, float rounding apart), with x0 and the
-mixture's noise drawn by its ziggurat from a numpy Generator; on CUDA it runs :meth:`OnlineSGD.step`.
+mixture's noise drawn by its ziggurat from a numpy Generator, on numpy arrays (or CPU tensors):
+that path never imports torch. On CUDA it runs :meth:`OnlineSGD.step` on torch tensors (the
+torch step also runs on CPU tensors: the tests' reference).
 """
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
-import torch
 
 from .. import activations
+
+
+def is_torch(x) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch: a program that never made one
+    never loaded it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def dtype_name(dtype) -> str:
+    """'float64' or 'float32' from a torch dtype, a numpy dtype or a name."""
+    return str(dtype).replace("torch.", "") if "torch." in str(dtype) else np.dtype(dtype).name
+
+
+def device_type(device) -> str:
+    """'cpu' or 'cuda' from a torch.device, a string such as 'cuda:0', or None (CPU)."""
+    return "cpu" if device is None else str(getattr(device, "type", device)).split(":")[0]
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
+
+
+def _np_of(x):
+    """A numpy view of a CPU tensor (shared memory), or the numpy array itself."""
+    return x.numpy() if is_torch(x) else x
 
 
 class MixtureSampler:
     """Draws x1 ~ sum_c pi_c N(mu_c, diag(s_c)) in d dimensions.
 
-    ``draw(shape, generator)`` takes a torch.Generator (a tensor on the sampler's device) or a
-    numpy Generator (a float64/float32 numpy array: the CPU kernel's fast path, no torch RNG)."""
+    ``draw(shape, generator)`` takes a numpy Generator (a float64/float32 numpy array: the CPU
+    kernel's fast path, no torch) or a torch.Generator (a tensor on the generator's device; torch
+    is imported only then)."""
 
-    def __init__(self, realised, device, dtype):
-        self.weights = torch.as_tensor(realised.weights, dtype=dtype, device=device)
-        self.centroids = torch.as_tensor(realised.centroids, dtype=dtype, device=device)  # (K, d)
-        self.std = torch.as_tensor(realised.eigenvalues, dtype=dtype, device=device).sqrt()  # (K, d)
+    def __init__(self, realised, device="cpu", dtype="float64"):
+        self.device, self.dtype_name = device, dtype_name(dtype)
         self.d = realised.d
+        self._realised = realised
         self._np = (np.cumsum(np.asarray(realised.weights, dtype=float)), np.ascontiguousarray(realised.centroids,
                     dtype=float), np.sqrt(np.asarray(realised.eigenvalues, dtype=float)))
-        self._np_dtype = np.dtype(str(dtype).replace("torch.", ""))
+        self._np_dtype = np.dtype(self.dtype_name)
+        self._torch = {}  # device -> (weights, centroids, std) tensors, made on first torch draw
+
+    def _tensors(self, device):
+        import torch
+
+        key = str(torch.device(device))
+        if key not in self._torch:
+            rt, dt = self._realised, _torch_dtype(self.dtype_name)
+            as_t = lambda a: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
+            self._torch[key] = (as_t(rt.weights), as_t(rt.centroids), as_t(rt.eigenvalues).sqrt())
+        return self._torch[key]
 
     def draw(self, shape: tuple, generator):
         """x1 of shape ``shape + (d,)``."""
@@ -56,39 +97,69 @@ class MixtureSampler:
             z = standard_normal(np.empty((n, self.d), dtype=self._np_dtype), generator.integers(2**63))
             mixture_affine(z, c, cents, std)  # z <- mu_c + std_c * z, in place
             return z.reshape(*shape, self.d)
-        c = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn((n, self.d), generator=generator, device=self.weights.device, dtype=self.weights.dtype)
-        return (self.centroids[c] + self.std[c] * z).reshape(*shape, self.d)
+        import torch
+
+        weights, centroids, std = self._tensors(generator.device)
+        c = torch.multinomial(weights, n, replacement=True, generator=generator)
+        z = torch.randn((n, self.d), generator=generator, device=weights.device, dtype=weights.dtype)
+        return (centroids[c] + std[c] * z).reshape(*shape, self.d)
 
 
 class OnlineSGD:
     """The SGD dynamics for a batch of replicas.
 
     Parameters: ``target`` has ``draw(shape, generator)``; ``alphas, betas, omegas`` are the
-    training-time grid (T,); ``lr`` eta, ``weight_decay`` lambda; ``activation`` a name.
+    training-time grid (T,); ``lr`` eta, ``weight_decay`` lambda; ``activation`` a name;
+    ``device`` 'cpu', 'cuda' or a torch.device, ``dtype`` a torch or numpy dtype or its name.
+
+    The weights w (n, d, r) and b (n,) given to :meth:`run` are numpy arrays or torch tensors,
+    updated in place. backend 'kernel' (the default on CPU) runs the numba kernel and needs no
+    torch for numpy weights; 'torch' (the default on CUDA) runs :meth:`step` and imports torch.
     """
 
     def __init__(self, target, alphas, betas, omegas, lr: float, weight_decay: float, activation: str,
-                 device, dtype, backend: str = "auto"):
+                 device="cpu", dtype="float64", backend: str = "auto"):
         self.target = target
         self.d = target.d
-        as_t = lambda v: torch.as_tensor(v, dtype=dtype, device=device).reshape(-1)  # noqa: E731
-        self.alphas, self.betas, self.omegas = as_t(alphas), as_t(betas), as_t(omegas)
+        self._np_times = tuple(np.asarray(v, dtype="float64").reshape(-1).copy() for v in (alphas, betas, omegas))
         self.lr, self.weight_decay = float(lr), float(weight_decay)
-        self.sigma, self.dsigma = activations.torch_pair(activation)
+        self.activation = activation
         self.act_code = activations.code(activation)
-        self._np_times = tuple(t.cpu().numpy().astype("float64") for t in (self.alphas, self.betas, self.omegas))
-        self.device, self.dtype = torch.device(device), dtype
+        self.device, self.dtype_name = device, dtype_name(dtype)
+        self.device_type = device_type(device)
         if backend not in ("auto", "kernel", "torch"):
             raise ValueError(f"backend must be auto, kernel or torch, not {backend!r}")
-        if backend == "kernel" and self.device.type != "cpu":
+        if backend == "kernel" and self.device_type != "cpu":
             raise ValueError("the SGD kernel runs on CPU only; use backend='torch' on " + str(self.device))
         self._x0_buffer = None
-        self.backend = ("kernel" if self.device.type == "cpu" else "torch") if backend == "auto" else backend
+        self._t = None
+        self.backend = ("kernel" if self.device_type == "cpu" else "torch") if backend == "auto" else backend
+
+    # ------------------------------------------------------------------ torch views, made on first use
+    @property
+    def dtype(self):
+        """The torch dtype (imports torch)."""
+        return _torch_dtype(self.dtype_name)
+
+    def _torch_parts(self):
+        if self._t is None:
+            import torch
+
+            as_t = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)  # noqa: E731
+            self._t = (*(as_t(v) for v in self._np_times), *activations.torch_pair(self.activation))
+        return self._t
+
+    alphas = property(lambda self: self._torch_parts()[0])
+    betas = property(lambda self: self._torch_parts()[1])
+    omegas = property(lambda self: self._torch_parts()[2])
+    sigma = property(lambda self: self._torch_parts()[3])
+    dsigma = property(lambda self: self._torch_parts()[4])
 
     # ------------------------------------------------------------------ one step, exact
     def gradient(self, w, b, x0, x1):
-        """(grad_w l, dl/db) for replicas: w (n, d, r), b (n,), x0 and x1 (n, d)."""
+        """(grad_w l, dl/db) for replicas: w (n, d, r), b (n,), x0 and x1 (n, d) torch tensors."""
+        import torch
+
         d = self.d
         sd = math.sqrt(d)
         a, be, om = self.alphas, self.betas, self.omegas  # (T,)
@@ -111,7 +182,9 @@ class OnlineSGD:
         return grad, dldb
 
     def loss(self, w, b, x0, x1):
-        """Per-replica loss l (n,) straight from the definition (for autograd checks)."""
+        """Per-replica loss l (n,) straight from the definition (for autograd checks; torch tensors)."""
+        import torch
+
         sd = math.sqrt(self.d)
         total = 0.0
         for a, be, om in zip(self.alphas, self.betas, self.omegas):
@@ -133,12 +206,14 @@ class OnlineSGD:
         if isinstance(generator, np.random.Generator):  # fast ziggurat normals seeded from the generator
             from .kernels import standard_normal
 
-            shape, dt = (m, n, self.d), np.dtype(str(self.dtype).replace("torch.", ""))
+            shape, dt = (m, n, self.d), np.dtype(self.dtype_name)
             if self._x0_buffer is None or self._x0_buffer.shape != shape or self._x0_buffer.dtype != dt:
                 self._x0_buffer = np.empty(shape, dtype=dt)  # reused: no page faults per chunk
             x0 = standard_normal(self._x0_buffer, generator.integers(2**63))
         else:
-            x0 = torch.randn((m, n, self.d), generator=generator, device=self.device, dtype=self.dtype)
+            import torch
+
+            x0 = torch.randn((m, n, self.d), generator=generator, device=generator.device, dtype=self.dtype)
         x1 = self.target.draw((m, n), generator)
         return x0, x1
 
@@ -148,6 +223,8 @@ class OnlineSGD:
         the cost of torch's float64 ``randn``), else ``torch_generator`` (or a new one) on the device."""
         if self.backend == "kernel":
             return np.random.default_rng(seed)
+        import torch
+
         return torch_generator if torch_generator is not None else torch.Generator(self.device).manual_seed(seed)
 
     def run(self, w, b, n_steps: int, generator, chunk: int = 256):
@@ -162,15 +239,20 @@ class OnlineSGD:
     def run_replicas(self, w, b, n_steps: int, generator, chunk: int = 256, skip=None, stop_all: bool = False):
         """``n_steps`` steps in place with a status per replica.
 
-        Returns an int64 array (n,): -1 for a replica that completed the steps, else the 0-based
-        step after which it became non-finite; such a replica is left at the state just before
-        that step and the others go on (``stop_all``: every replica stops there instead).
-        ``skip`` (n,) bool marks replicas to leave untouched (e.g. diverged earlier); they still
-        consume their draws, so a replica's trajectory never depends on another's fate."""
+        w (n, d, r) and b (n,): numpy arrays or torch tensors (of one kind). Returns an int64
+        array (n,): -1 for a replica that completed the steps, else the 0-based step after which it
+        became non-finite; such a replica is left at the state just before that step and the others
+        go on (``stop_all``: every replica stops there instead). ``skip`` (n,) bool marks replicas
+        to leave untouched (e.g. diverged earlier); they still consume their draws, so a replica's
+        trajectory never depends on another's fate."""
 
         n = w.shape[0]
         skip = np.zeros(n, dtype=bool) if skip is None else np.asarray(skip, dtype=bool).copy()
         failed = np.full(n, -1, dtype=np.int64)
+        if self.backend == "torch" and not is_torch(w):  # numpy weights on the torch step: shared-memory views
+            import torch
+
+            w, b = torch.from_numpy(w), torch.from_numpy(b)
         done = 0
         while done < n_steps:
             m = min(chunk, n_steps - done)
@@ -190,12 +272,12 @@ class OnlineSGD:
     def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all):
         from . import kernels
 
-        x0, x1 = (x.numpy() if isinstance(x, torch.Tensor) else x for x in (x0, x1))
-        wn, bn = w.numpy(), b.numpy()  # shared memory: w, b updated in place
+        x0, x1 = (_np_of(x) for x in (x0, x1))
+        wn, bn = _np_of(w), _np_of(b)  # for CPU tensors, shared memory: w, b updated in place
         if not (wn.flags.c_contiguous and bn.flags.c_contiguous):
-            wc, bc = w.contiguous(), b.contiguous()
+            wc, bc = np.ascontiguousarray(wn), np.ascontiguousarray(bn)
             failed = self._kernel_chunk(wc, bc, x0, x1, m, skip, stop_all)
-            w.copy_(wc), b.copy_(bc)
+            wn[...], bn[...] = wc, bc
             return failed
         args = (np.ascontiguousarray(x0), np.ascontiguousarray(x1), self._np_times[0],
                 self._np_times[1], self._np_times[2], self.lr, self.weight_decay, self.act_code)
@@ -210,6 +292,8 @@ class OnlineSGD:
         return failed
 
     def _torch_chunk(self, w, b, x0, x1, m, skip, stop_all):
+        import torch
+
         x0, x1 = (torch.from_numpy(x).to(w.device) if isinstance(x, np.ndarray) else x for x in (x0, x1))
         n = w.shape[0]
         failed = np.full(n, -1, dtype=np.int64)
@@ -239,22 +323,51 @@ class OnlineSGD:
 
 
 def _finite_each(w, b):
-    """Per replica (n,) bool: b and every column norm of w finite."""
+    """Per replica (n,) bool: b and every column norm of w finite (torch tensors)."""
+    import torch
+
     return torch.isfinite(b) & torch.isfinite((w * w).sum(1)).all(1)
 
 
 def _finite(w, b) -> bool:
-    """w, b and the statistics built from them (w^T w/d) are finite."""
+    """w, b and the statistics built from them (w^T w/d) are finite (torch tensors)."""
+    import torch
+
     return bool(torch.isfinite(b).all() and torch.isfinite((w * w).sum(1)).all())
+
+
+def on_cpu(x) -> bool:
+    """A numpy array, or a torch tensor on the CPU."""
+    return not is_torch(x) or x.device.type == "cpu"
+
+
+def namespace(*arrays):
+    """(xp, wrap) for statistics of ``arrays``: numpy for numpy arrays and CPU tensors (the tensors'
+    memory seen through numpy, so both give the same numbers bit for bit), torch for device tensors;
+    ``wrap`` turns a result back into the input's kind."""
+    if all(on_cpu(a) for a in arrays):
+        if any(is_torch(a) for a in arrays):
+            import torch
+
+            return np, torch.from_numpy
+        return np, lambda a: a
+    import torch
+
+    return torch, lambda a: a
 
 
 def summary_statistics(w, b, eigenvalues, centroids, basis):
     """Q (n, r, r), Omega (n, K, r, r), M (n, r, K), G (n, r, R), b (n,) of weights w (n, d, r).
 
-    Q = w^T w/d, Omega_c = w^T Sigma_c w/d, M = w^T mu/sqrt d, G = w^T E/sqrt d (section 1)."""
+    Q = w^T w/d, Omega_c = w^T Sigma_c w/d, M = w^T mu/sqrt d, G = w^T E/sqrt d (section 1).
+    numpy arrays in, numpy arrays out; torch tensors in, torch tensors out (computed by numpy on
+    the CPU, by torch on a device: see :func:`namespace`)."""
+    xp, wrap = namespace(w, b, eigenvalues, centroids, basis)
+    if xp is np:
+        w, b, eigenvalues, centroids, basis = (_np_of(a) for a in (w, b, eigenvalues, centroids, basis))
     d = w.shape[1]
-    Q = torch.bmm(w.transpose(1, 2), w) / d
-    Omega = torch.einsum("nia,ci,nib->ncab", w, eigenvalues, w) / d
-    M = torch.einsum("nia,ci->nac", w, centroids) / math.sqrt(d)
-    G = torch.einsum("nia,iR->naR", w, basis) / math.sqrt(d)
-    return {"Q": Q, "Omega": Omega, "M": M, "G": G, "b": b.clone()}
+    Q = xp.einsum("nia,nib->nab", w, w) / d
+    Omega = xp.einsum("nia,ci,nib->ncab", w, eigenvalues, w) / d
+    M = xp.einsum("nia,ci->nac", w, centroids) / math.sqrt(d)
+    G = xp.einsum("nia,iR->naR", w, basis) / math.sqrt(d)
+    return {k: wrap(v) for k, v in {"Q": Q, "Omega": Omega, "M": M, "G": G, "b": b.copy() if xp is np else b.clone()}.items()}
