@@ -30,12 +30,15 @@ from . import options as o
               help="An existing Dask scheduler (e.g. tcp://host:8786); default: a local cluster.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=None,
               help="Worker processes of the local cluster (default: the usable cores), one thread each.")
-@click.option("--serial", is_flag=True, help="No Dask: compute the points one after another in this process.")
+@click.option("--serial", is_flag=True, help="No Dask: compute the points in this process.")
+@click.option("--chunk", type=click.IntRange(min=1), default=None,
+              help="Points per task, solved together in one process (default: about 4 tasks per worker, "
+                   "at most 32 points).")
 @o.force
 @o.quiet
 @o.user_errors
 def command(problem_file, example, overrides, grid, output, d, seed, simulate, replicas, device, no_sample,
-            keep_samples, scheduler, workers, serial, force, quiet):
+            keep_samples, scheduler, workers, serial, chunk, force, quiet):
     """Sweep a problem over a grid of keys: solve (and simulate) every point, on Dask.
 
     Every point is PROBLEM_FILE (or --example NAME, default fig1) with --set overrides and the
@@ -66,7 +69,7 @@ def command(problem_file, example, overrides, grid, output, d, seed, simulate, r
                            simulate=simulate, replicas=replicas, device=device, sample=not no_sample,
                            keep_samples=keep_samples)
     report = sweep.run_sweep(spec, output, scheduler=scheduler, workers=workers, serial=serial, force=force,
-                             progress=None if not quiet else False)
+                             chunk=chunk, progress=None if not quiet else False)
     if not quiet:
         c = report.counts
         resumed = f", {report.skipped} already stored" if report.skipped else ""

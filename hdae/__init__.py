@@ -33,7 +33,8 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["__version__", "ConfigError", "Problem", "Result", "compare_samples", "compare_training",
-           "example_names", "example_text", "load_problem", "read", "run", "simulate", "solve"]
+           "example_names", "example_text", "load_problem", "read", "run", "simulate", "solve",
+           "solve_many"]
 
 
 def simulate(problem, **kwargs):
@@ -48,6 +49,14 @@ def solve(problem=None, **kwargs):
     from .theory import solve as _solve
 
     return _solve(problem, **kwargs)
+
+
+def solve_many(problems, **kwargs):
+    """The theory of several problems in one process, compatible ones integrated together:
+    :func:`hdae.theory.solve.solve_many`."""
+    from .theory import solve_many as _solve_many
+
+    return _solve_many(problems, **kwargs)
 
 
 def run(problem, out_dir, **kwargs):

@@ -33,6 +33,11 @@ File layout (:class:`SweepFile` reads it)::
 
 Shapes are padded with NaN to the largest point (axes like ``model.width`` change r).
 
+Work: the valid points go in chunks (:func:`chunk_size`, :func:`chunks`) to Dask tasks (or, with
+``serial``, run in this process); a chunk's theories are solved together in one process
+(:func:`compute_points`, :func:`hdae.theory.solve_many`), each point's numbers equal to its problem
+solved alone, and its points are stored one by one when the chunk completes.
+
 Restartability and atomicity: the file and all its datasets are created once, at the start,
 with contiguous storage allocated up front and no time stamps, then flushed; afterwards the
 driver process only overwrites raw data inside those datasets and never changes HDF5 metadata,
@@ -160,6 +165,7 @@ class Point:
     config: str = ""  # resolved problem TOML ('' when invalid)
     error: str = ""
     dims: tuple = (0, 0, 0, 0, 0)  # r, K, R, n_ckpt, n_sampled
+    batch_key: str = ""  # points with equal keys are likely to be integrated together (see chunks)
 
 
 @dataclass
@@ -226,6 +232,8 @@ def plan(spec: SweepSpec) -> list[Point]:
             K = len(problem.target.projected(problem.observation_basis)[0])
             p.dims = (problem.model.width, K, problem.observation_basis.shape[1], len(problem.train.checkpoints),
                       len(problem.sample.thetas) if spec.sample else 0)
+            p.batch_key = json.dumps([problem.model.width, problem.model.activation, [float(t) for t in problem.train.times],
+                                      problem.theory.integrator, problem.generations.count], default=str)
         except ConfigError as err:
             p.error = str(err)
         points.append(p)
@@ -336,6 +344,81 @@ def compute_point(index: int, config_text: str, simulate: bool = False, replicas
         _restore_threads(before)
     out["wall_time"] = time.perf_counter() - t0
     return out
+
+
+def compute_points(indices, configs, simulate: bool = False, replicas: int = 1, device: str = "cpu",
+                   sample: bool = True, keep_samples: bool = False, threads: int | None = 1) -> list[dict]:
+    """:func:`compute_point` for a chunk of points in one process: their theories solved together
+    (:func:`hdae.theory.solve_many`: compatible points go through the kernel in one integration), then
+    each point's payload (and, with ``simulate``, its simulation, point by point). Never raises; an
+    error belongs to its point only: a point whose problem fails gets its error, and an exception
+    outside any one point's work makes the chunk be computed again point by point. Returns one
+    payload per point, in order; each point's wall time is its own work plus its share of the
+    shared integration."""
+    import socket
+
+    indices, configs = list(indices), list(configs)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    before = _set_threads(threads, torch_too=simulate)
+    caught = warnings.catch_warnings()
+    caught.__enter__()
+    warnings.simplefilter("ignore", RuntimeWarning)  # overflow on the way to a divergence: the status says it
+    try:
+        from . import load_problem
+        from .theory import solve_many
+
+        outs = [{"index": i, "worker": worker, "error": "", "theory": None, "simulation": None, "wall_time": 0.0}
+                for i in indices]
+        problems, where = [], []
+        for k, text in enumerate(configs):
+            t0 = time.perf_counter()
+            try:
+                problems.append(load_problem(text))
+                where.append(k)
+            except Exception as err:  # noqa: BLE001
+                outs[k]["error"] = f"{type(err).__name__}: {err}"
+            outs[k]["wall_time"] += time.perf_counter() - t0
+        results = solve_many(problems, sample=sample, errors="return")
+        for k, problem, res in zip(where, problems, results):
+            t0 = time.perf_counter()
+            out = outs[k]
+            try:
+                if isinstance(res, Exception):
+                    raise res
+                out["wall_time"] += res.wall_time_s
+                out["theory"] = _run_payload(res, keep_samples)
+                if simulate:
+                    from . import simulate as _simulate
+
+                    sim = _simulate(problem, replicas=replicas, device=device, sample=sample)
+                    out["simulation"] = _run_payload(sim, keep_samples)
+            except Exception as err:  # noqa: BLE001 -- recorded with the point, the chunk goes on
+                out["error"] = f"{type(err).__name__}: {err}"
+            out["wall_time"] += time.perf_counter() - t0
+    except Exception:  # noqa: BLE001 -- not one point's: compute them one by one
+        outs = None
+    finally:
+        caught.__exit__(None, None, None)
+        _restore_threads(before)
+    if outs is None:
+        outs = [compute_point(i, c, simulate, replicas, device, sample, keep_samples, threads)
+                for i, c in zip(indices, configs)]
+    return outs
+
+
+def chunk_size(n_points: int, workers: int = 1, per_worker: int = 4, largest: int = 32) -> int:
+    """Points per chunk of :func:`compute_points`: about ``per_worker`` chunks per worker (so that the
+    workers stay balanced), at most ``largest`` points (a chunk is committed to the file at once)."""
+    return int(max(1, min(largest, -(-n_points // max(1, per_worker * workers)))))
+
+
+def chunks(points, size: int) -> list:
+    """The points in chunks of at most ``size``, each chunk of compatible points (the same width,
+    activation, training times, integrator: see :func:`hdae.theory.solve_many`), in grid order within."""
+    groups: dict = {}
+    for p in points:
+        groups.setdefault(p.batch_key, []).append(p)
+    return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
 # ----------------------------------------------------------------------------- the file
@@ -588,14 +671,18 @@ def _import_distributed():
 
 
 def run_sweep(spec: SweepSpec, output, *, scheduler: str | None = None, workers: int | None = None,
-              serial: bool = False, force: bool = False, progress: bool | None = False, client=None) -> SweepReport:
+              serial: bool = False, force: bool = False, progress: bool | None = False, client=None,
+              chunk: int | None = None) -> SweepReport:
     """Compute every pending point of ``spec`` into ``output`` (resuming a file of the same sweep).
 
     Parameters
     ----------
     scheduler : address of an existing Dask scheduler (``tcp://host:8786``); default: a local
         cluster of ``workers`` processes (default: the usable cores), one thread each.
-    serial : compute in this process, no Dask (debugging; the same numbers).
+    serial : compute in this process, no Dask (the same numbers).
+    chunk : points per task (default :func:`chunk_size`: about 4 tasks per worker, at most 32 points).
+        A task computes its points in one process (:func:`compute_points`: their theories integrated
+        together); its points are stored, each committed on its own, when it completes.
     client : an existing ``distributed.Client`` (overrides scheduler/workers).
     progress : a bar over points (None: when stderr is a tty).
     """
@@ -626,10 +713,8 @@ def run_sweep(spec: SweepSpec, output, *, scheduler: str | None = None, workers:
                 if p.error:
                     store(_invalid_payload(p))
             valid = [p for p in todo if not p.error]
-            if serial:
-                for p in valid:
-                    store(compute_point(p.index, p.config, **opts))
-            elif valid:
+            n_workers = 1
+            if valid and not serial:
                 _import_distributed()
                 from distributed import Client, as_completed
 
@@ -639,17 +724,27 @@ def run_sweep(spec: SweepSpec, output, *, scheduler: str | None = None, workers:
                     else:
                         own_cluster = local_cluster(workers)
                         own_client = client = Client(own_cluster)
-                futures = [client.submit(compute_point, p.index, p.config, **opts, pure=False,
-                                         key=f"hdae-sweep-point-{p.index}-{os.getpid()}-{id(spec)}") for p in valid]
-                by_key = {fut.key: p for fut, p in zip(futures, valid)}
+                n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
+            size = chunk if chunk is not None else chunk_size(len(valid), n_workers)
+            parts = chunks(valid, size)
+            if serial:
+                for part in parts:
+                    for payload in compute_points([p.index for p in part], [p.config for p in part], **opts):
+                        store(payload)
+            elif parts:
+                futures = [client.submit(compute_points, [p.index for p in part], [p.config for p in part], **opts,
+                                         pure=False, key=f"hdae-sweep-chunk-{part[0].index}-{os.getpid()}-{id(spec)}")
+                           for part in parts]
+                by_key = {fut.key: part for fut, part in zip(futures, parts)}
                 for fut in as_completed(futures):
                     try:
-                        payload = fut.result()
+                        payloads = fut.result()
                     except Exception as err:  # noqa: BLE001 -- e.g. a worker died: record, go on
-                        p = by_key[fut.key]
-                        payload = {"index": p.index, "worker": "", "theory": None, "simulation": None,
-                                   "wall_time": np.nan, "error": f"{type(err).__name__}: {err}"}
-                    store(payload)
+                        payloads = [{"index": p.index, "worker": "", "theory": None, "simulation": None,
+                                     "wall_time": np.nan, "error": f"{type(err).__name__}: {err}"}
+                                    for p in by_key[fut.key]]
+                    for payload in payloads:
+                        store(payload)
                     fut.release()
             status = f["points/status"][()]
     finally:

@@ -3,6 +3,7 @@
 Dask cluster, bit for bit), kill-and-resume, failed points, and the diagnostics against closed forms."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -120,20 +121,23 @@ def test_tiny_sweep_on_a_local_cluster_equals_each_problem_solved_alone(tmp_path
 
 def test_failing_points_are_recorded_and_the_others_complete(tmp_path, monkeypatch):
     """An invalid combination (w_0 = 0), a divergence and an exception inside solve each become a
-    stored, failed or diverged point with its message; the other points complete."""
-    out = tmp_path / "s.h5"
-    real_solve = hdae.solve
+    stored, failed or diverged point with its message; the other points (of the same chunk) complete."""
+    import importlib
 
-    def flaky_solve(problem, **kw):
+    out = tmp_path / "s.h5"
+    mod = importlib.import_module("hdae.theory.solve")
+    real_start = mod.initial_state
+
+    def flaky_start(problem, *args, **kw):
         if problem.train.lr == 0.3 and problem.init.scale == 0.3 and problem.init.warm_norm == 0.0:
             raise RuntimeError("injected failure")
-        return real_solve(problem, **kw)
+        return real_start(problem, *args, **kw)
 
-    monkeypatch.setattr(hdae, "solve", flaky_solve)
+    monkeypatch.setattr(mod, "initial_state", flaky_start)
     spec = sweep.make_spec(_tiny(tmp_path), overrides=FAST + ["sample.thetas=[0.5]"],
                            grid=["train.lr=0.1,0.3", "init.scale=0,0.3", "init.warm_norm=0,0.3",
                                  "theory.divergence=1e6,0.2"])
-    report = sweep.run_sweep(spec, out, serial=True)
+    report = sweep.run_sweep(spec, out, serial=True, chunk=16)
     s = sweep.SweepFile(out)
     assert report.computed == 16 and s.status.size == 16 and (s.status != sweep.PENDING).all()
     pos = {tuple(i): n for n, i in enumerate(s.index)}
@@ -154,6 +158,60 @@ def test_failing_points_are_recorded_and_the_others_complete(tmp_path, monkeypat
             assert s.status[n] == sweep.SUCCESS and s.message[n] == ""
             assert np.isfinite(s.runs["theory"]["train"]["Q"][n]).all()
             assert s.runs["theory"]["summary"]["modes"][n] >= 1
+
+
+def _stored(path):
+    with h5py.File(path, "r") as f:
+        out = {k: f["theory"]["train"][k][()] for k in TRAIN_STATS}
+        out.update({f"summary/{k}": f["theory/summary"][k][()] for k in f["theory/summary"]})
+        out.update(status=f["points/status"][()], theory_status=f["theory/status"][()],
+                   message=f["points/message"][()], sample=f["theory/sample/projected"][()])
+    return out
+
+
+def test_chunked_sweeps_store_the_numbers_of_one_point_per_task(tmp_path, monkeypatch):
+    """The same sweep (two widths: two batches; a diverging point) computed one point per task, in
+    chunks in this process, and in chunks on 2 Dask workers stores the same numbers; a chunk whose
+    shared solve raises is computed again point by point, each point with its own error."""
+    grid = ["train.lr=0.1,0.3,9", "model.width=1:2", "train.weight_decay=0,0.5"]
+    spec = sweep.make_spec(_tiny(tmp_path), overrides=FAST + ["theory.divergence=3"], grid=grid, keep_samples=True)
+    assert sweep.chunk_size(64, 2) == 8 and sweep.chunk_size(1000, 2) == 32 and sweep.chunk_size(3, 4) == 1
+    parts = sweep.chunks([p for p in sweep.plan(spec)], 5)
+    assert [len(c) for c in parts] == [5, 1, 5, 1] and all(len({p.dims[0] for p in c}) == 1 for c in parts)
+    one = tmp_path / "one.h5"
+    sweep.run_sweep(spec, one, serial=True, chunk=1)
+    ref = _stored(one)
+    assert (ref["status"] == sweep.SUCCESS).sum() >= 6 and (ref["status"] == sweep.DIVERGED).sum() >= 1
+    runs = {"serial": dict(serial=True), "serial-5": dict(serial=True, chunk=5)}
+    if importlib.util.find_spec("distributed") is not None:
+        runs["dask-3"] = dict(workers=2, chunk=3)
+    for name, kw in runs.items():
+        got = _stored(tmp_path / f"{name}.h5") if sweep.run_sweep(spec, tmp_path / f"{name}.h5", **kw) else None
+        for k, v in ref.items():
+            assert np.array_equal(got[k], v, equal_nan=v.dtype.kind == "f"), (name, k)
+
+    def broken(*args, **kw):
+        raise MemoryError("the whole chunk")
+
+    real_solve = hdae.solve
+
+    def flaky_solve(problem, **kw):
+        if problem.train.lr == 0.3 and problem.model.width == 2 and problem.train.weight_decay == 0.5:
+            raise RuntimeError("injected failure")
+        return real_solve(problem, **kw)
+
+    monkeypatch.setattr(hdae.theory, "solve_many", broken)
+    monkeypatch.setattr(hdae, "solve", flaky_solve)
+    fallback = tmp_path / "fallback.h5"
+    sweep.run_sweep(spec, fallback, serial=True, chunk=12)
+    got, s = _stored(fallback), sweep.SweepFile(fallback)
+    bad = [i for i, p in enumerate(sweep.plan(spec)) if p.overrides == ["train.lr=0.3", "model.width=2",
+                                                                       "train.weight_decay=0.5"]]
+    assert s.status[bad[0]] == sweep.FAILED and "RuntimeError: injected failure" in s.message[bad[0]]
+    keep = np.ones(len(s.status), bool)
+    keep[bad] = False
+    for k, v in ref.items():
+        assert np.array_equal(got[k][keep], v[keep], equal_nan=v.dtype.kind == "f"), k
 
 
 def _run_cli_subprocess(args, env_extra=None):

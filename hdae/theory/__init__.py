@@ -1,4 +1,4 @@
 """Theory: quadrature nodes, numba kernels, the summary-statistic ODEs, transport."""
-from .solve import solve
+from .solve import solve, solve_many
 
-__all__ = ["solve"]
+__all__ = ["solve", "solve_many"]

@@ -226,40 +226,55 @@ class ODESolution:
         return self.status == 0
 
 
-def _rk4_batch(fun, y0s, t_out, dt, bound, callback):
+def _rk4_batch(fun, y0s, t_outs, dts, bounds, callback):
     """Classical RK4 for several trajectories together: ``fun(t, [y], idx)`` returns the derivatives of
-    the trajectories ``idx`` (one kernel call for all). A trajectory that becomes non-finite or exceeds
-    ``bound`` is frozen (status 1) and the others go on; each one's arithmetic is that of RK4 alone."""
+    the trajectories ``idx`` (one kernel call for all). Trajectory k has its own output times
+    ``t_outs[k]``, step bound ``dts[k]`` and divergence bound ``bounds[k]``: the trajectories advance in
+    lock-step by step count, each with its own steps (the right-hand side is autonomous). A trajectory
+    that becomes non-finite or exceeds its bound is frozen (status 1) and the others go on; each one's
+    arithmetic, its ``n_rhs`` included, is that of RK4 alone."""
     n = len(y0s)
+    plans = []  # per trajectory: [(t, h, index of the output time reached after the step, or -1)]
+    for t_out, dt in zip(t_outs, dts):
+        steps = []
+        for i in range(len(t_out) - 1):
+            t0, t1 = t_out[i], t_out[i + 1]
+            n_sub = max(1, math.ceil((t1 - t0) / dt - 1e-9))
+            h = (t1 - t0) / n_sub
+            steps.extend((t0 + j * h, h, i + 1 if j == n_sub - 1 else -1) for j in range(n_sub))
+        plans.append(steps)
     ys = [[y0.copy()] for y0 in y0s]
     y = [y0.copy() for y0 in y0s]
-    live = list(range(n))
+    live = [k for k in range(n) if plans[k]]
     sols = [None] * n
-    n_rhs = 0
-    for i in range(len(t_out) - 1):
-        t0, t1 = t_out[i], t_out[i + 1]
-        n_sub = max(1, math.ceil((t1 - t0) / dt - 1e-9))
-        h = (t1 - t0) / n_sub
-        for j in range(n_sub):
-            if not live:
-                break
-            t = t0 + j * h
-            cur = [y[k] for k in live]
-            k1 = fun(t, cur, live)
-            k2 = fun(t + h / 2, [a + h / 2 * b for a, b in zip(cur, k1)], live)
-            k3 = fun(t + h / 2, [a + h / 2 * b for a, b in zip(cur, k2)], live)
-            k4 = fun(t + h, [a + h * b for a, b in zip(cur, k3)], live)
-            n_rhs += 4
-            for k, a, b1, b2, b3, b4 in zip(list(live), cur, k1, k2, k3, k4):
-                y[k] = a + h / 6 * (b1 + 2 * b2 + 2 * b3 + b4)
-                if not (np.all(np.isfinite(y[k])) and np.max(np.abs(y[k])) < bound):
-                    sols[k] = ODESolution(np.asarray(t_out[:len(ys[k])]), np.array(ys[k]), 1, "", n_rhs, t + h)
-                    live.remove(k)
-        for k in live:
-            ys[k].append(y[k].copy())
-            callback(t1)
-    for k in live:
-        sols[k] = ODESolution(np.asarray(t_out), np.array(ys[k]), 0, "", n_rhs)
+    n_rhs = [0] * n
+    step = 0
+    while live:
+        cur = [y[k] for k in live]
+        hs = [plans[k][step][1] for k in live]
+        t = [plans[k][step][0] for k in live]
+        k1 = fun(t, cur, live)
+        k2 = fun([a + h / 2 for a, h in zip(t, hs)], [a + h / 2 * b for a, b, h in zip(cur, k1, hs)], live)
+        k3 = fun([a + h / 2 for a, h in zip(t, hs)], [a + h / 2 * b for a, b, h in zip(cur, k2, hs)], live)
+        k4 = fun([a + h for a, h in zip(t, hs)], [a + h * b for a, b, h in zip(cur, k3, hs)], live)
+        for k, a, b1, b2, b3, b4, h in zip(list(live), cur, k1, k2, k3, k4, hs):
+            n_rhs[k] += 4
+            y[k] = a + h / 6 * (b1 + 2 * b2 + 2 * b3 + b4)
+            t_k, _, reached = plans[k][step]
+            if not (np.all(np.isfinite(y[k])) and np.max(np.abs(y[k])) < bounds[k]):
+                sols[k] = ODESolution(np.asarray(t_outs[k][:len(ys[k])]), np.array(ys[k]), 1, "", n_rhs[k], t_k + h)
+                live.remove(k)
+                continue
+            if reached >= 0:
+                ys[k].append(y[k].copy())
+                callback(t_outs[k][reached])
+            if step + 1 == len(plans[k]):
+                sols[k] = ODESolution(np.asarray(t_outs[k]), np.array(ys[k]), 0, "", n_rhs[k])
+                live.remove(k)
+        step += 1
+    for k in range(n):
+        if sols[k] is None:  # a single output time: nothing to integrate
+            sols[k] = ODESolution(np.asarray(t_outs[k]), np.array(ys[k]), 0, "", 0)
     return sols
 
 
@@ -301,21 +316,31 @@ def integrate(state0: State, setup: TrainingSetup, t_out, method: str = "rk4", d
     return integrate_batch([state0], [setup], t_out, method, dt, rtol, atol, divergence, callback)[0]
 
 
-def integrate_batch(states, setups, t_out, method: str = "rk4", dt: float = 0.02, rtol: float = 1e-6,
-                    atol: float = 1e-9, divergence: float = 1e6, callback=None) -> list:
-    """:func:`integrate` for several trajectories (e.g. the replicas of ``solve --init-from``), one
-    :class:`ODESolution` each, with its own status: one that diverges (or whose integrator fails) stops
-    there, with a message naming theta, and the others go on to the end.
+def integrate_batch(states, setups, t_out, method: str = "rk4", dt=0.02, rtol: float = 1e-6,
+                    atol: float = 1e-9, divergence=1e6, callback=None) -> list:
+    """:func:`integrate` for several trajectories (e.g. the replicas of ``solve --init-from``, or the
+    points of a sweep), one :class:`ODESolution` each, with its own status: one that diverges (or whose
+    integrator fails) stops there, with a message naming theta, and the others go on to the end.
 
-    'rk4' advances all trajectories together, their right-hand sides evaluated by one kernel call
-    per stage (:func:`rhs_batch`); each trajectory's result equals its own integration exactly.
-    'adaptive' integrates them one after the other (each has its own steps). ``callback(theta)`` is
-    called once per trajectory and output time reached."""
+    ``t_out`` is one increasing array of output times shared by every trajectory, or a list of them,
+    one per trajectory; ``dt`` and ``divergence`` are one number or one per trajectory.
+
+    'rk4' advances all trajectories together (each with its own steps), their right-hand sides
+    evaluated by one kernel call per stage (:func:`rhs_batch`); each trajectory's result equals its
+    own integration exactly. 'adaptive' integrates them one after the other (each has its own steps).
+    ``callback(theta)`` is called once per trajectory and output time reached."""
     if method not in INTEGRATORS:
         raise ValueError(f"unknown integrator {method!r}; choose one of {', '.join(INTEGRATORS)}")
-    t_out = np.asarray(t_out, dtype=float)
-    if np.any(np.diff(t_out) <= 0):
-        raise ValueError("output times must be strictly increasing")
+    n = len(states)
+    per_traj = isinstance(t_out, (list, tuple)) and len(t_out) > 0 and np.ndim(t_out[0]) == 1
+    if per_traj and len(t_out) != n:
+        raise ValueError(f"{len(t_out)} output grids for {n} trajectories")
+    t_outs = [np.asarray(t, dtype=float) for t in t_out] if per_traj else [np.asarray(t_out, dtype=float)] * n
+    for t in t_outs:
+        if np.any(np.diff(t) <= 0):
+            raise ValueError("output times must be strictly increasing")
+    dts = [float(v) for v in np.broadcast_to(np.asarray(dt, dtype=float), (n,))]
+    bounds = [float(v) for v in np.broadcast_to(np.asarray(divergence, dtype=float), (n,))]
     shapes = [st.shapes for st in states]
     # small problems: each trajectory's whole rhs in one serial compiled call (hdae.theory.fastrhs),
     # cheaper than the batched numpy assembly around the shared kernel; the others go through it together
@@ -338,14 +363,14 @@ def integrate_batch(states, setups, t_out, method: str = "rk4", dt: float = 0.02
                 out.update((k, dv.pack()) for (_, k), dv in zip(rest, derivs))
             return [out[k] for k in idx]
 
-        sols = _rk4_batch(fun, [st.pack() for st in states], t_out, dt, divergence, cb)
+        sols = _rk4_batch(fun, [st.pack() for st in states], t_outs, dts, bounds, cb)
     else:
-        sols = [_adaptive(lambda t, y, k=k: one(k, y), st.pack(), t_out, rtol, atol, divergence, cb)
+        sols = [_adaptive(lambda t, y, k=k: one(k, y), st.pack(), t_outs[k], rtol, atol, bounds[k], cb)
                 for k, st in enumerate(states)]
-    for sol, setup in zip(sols, setups):
+    for sol, setup, bound in zip(sols, setups, bounds):
         if sol.status == 1:
             sol.message = (f"ODE diverged at theta = {sol.theta_fail:.6g}: statistics became non-finite or "
-                           f"exceeded {divergence:g} (eta = {setup.lr:g} may be too large)")
+                           f"exceeded {bound:g} (eta = {setup.lr:g} may be too large)")
         elif sol.status == -1:
             sol.message = f"integrator failed at theta = {sol.theta_fail:.6g}: {sol.message}"
     return sols

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,57 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
         in which O(d^-1/2) symmetry breaking of one generation is not followed by the next).
     """
     t_start = time.perf_counter()
+    plan = _plan(problem, init_from, generations)
+    problem, sim, n_gen = plan.problem, plan.sim, plan.n_gen
+    runs = []
+    for g in range(n_gen):
+        t_gen = time.perf_counter()
+        if g == 0:
+            start = _first_start(plan)
+        else:
+            if sim is not None and problem.generations.chain == "simulation":
+                previous = _simulation_targets(problem, sim, g)
+            else:
+                previous = [generated_target(problem, runs[-1].train, rep, g - 1, red.d)
+                            for rep, (red, _, _) in enumerate(start)]
+            start = generation_start(problem, previous, g, sim, problem.theory.init)
+        _check_start(plan, start)
+        run = _solve_generation(problem, start, plan.nodes, plan.t_out, plan.sample_thetas if sample else [], g,
+                                progress, n_gen)
+        run.wall_time_s = time.perf_counter() - t_gen
+        run.attrs.update(_run_attrs(plan))
+        runs.append(run)
+        if not run.ok:
+            break
+    if n_gen == 1:
+        runs[0].wall_time_s = time.perf_counter() - t_start
+        runs[0].attrs.pop("generation")
+        return runs[0]
+    weights, means, covs = problem.target.projected(problem.observation_basis)
+    result = Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=None,
+                    device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
+                    target={"weights": weights, "means": means, "covariances": covs}, status=runs[-1].status,
+                    message=runs[-1].message, replica_axis=runs[0].replica_axis, generations=runs,
+                    attrs={"init": plan.init_desc})
+    result.extras.update(collapse_extras(result))
+    return result
+
+
+@dataclass
+class _Plan:
+    """What ``solve`` settles before integrating: the problem (with its generations count), the
+    simulation started from (or None), output and sampled times, the quadrature nodes."""
+
+    problem: Problem
+    sim: Result | None
+    n_gen: int
+    t_out: np.ndarray
+    sample_thetas: list
+    init_desc: str
+    nodes: object
+
+
+def _plan(problem, init_from, generations) -> _Plan:
     sim = None
     if init_from is not None:
         sim = init_from if isinstance(init_from, Result) else Result.read(Path(init_from))
@@ -171,49 +223,154 @@ def solve(problem: Problem | None = None, init_from=None, progress: bool | None 
         t_out = tr.checkpoints
         sample_thetas = problem.sample.thetas
         init_desc = "d -> infinity limit of the initialisation"
-
     r, T = problem.model.width, len(tr.times)
     nodes = quadrature.choose(TrainingSetup.integration_dim(r, T), problem.model.activation, th.quadrature, th.nodes)
-    runs = []
-    for g in range(n_gen):
-        t_gen = time.perf_counter()
-        if g == 0:
-            if sim is not None:
-                reduced, states = initial_state(problem, "realised", sim.d, sim0.init_w, sim0.init_b)
-            else:
-                reduced, states = initial_state(problem, th.init)
-            start = [(reduced, st, None) for st in states]
-        else:
-            if sim is not None and problem.generations.chain == "simulation":
-                previous = _simulation_targets(problem, sim, g)
-            else:
-                previous = [generated_target(problem, runs[-1].train, rep, g - 1, red.d)
-                            for rep, (red, _, _) in enumerate(start)]
-            start = generation_start(problem, previous, g, sim, th.init)
-        limits.check_memory(limits.theory_bytes(problem, len(start), len(nodes.weights), nodes.dim), "this theory",
-                            f"{len(nodes.weights)} quadrature nodes, {len(start)} trajectories, "
-                            f"sample.n = {problem.sample.n}")
-        for _, st, _ in start:  # out of range before any step: the input's scales, not a divergence
-            check_initial({"q": st.q, "m": st.m, "g": st.g, "b": st.b}, th.divergence)
-        run = _solve_generation(problem, start, nodes, t_out, sample_thetas if sample else [], g, progress, n_gen)
-        run.wall_time_s = time.perf_counter() - t_gen
-        run.attrs.update({"init": init_desc, "quadrature": nodes.rule, "quadrature_size": nodes.size,
-                          "quadrature_nodes": len(nodes.weights), "integrator": th.integrator, "dt": th.dt})
-        runs.append(run)
-        if not run.ok:
-            break
-    if n_gen == 1:
-        runs[0].wall_time_s = time.perf_counter() - t_start
-        runs[0].attrs.pop("generation")
-        return runs[0]
-    weights, means, covs = problem.target.projected(problem.observation_basis)
-    result = Result(kind="theory", config_text=problem.config_text, seed=problem.seed, d=problem.d, train=None,
-                    device="cpu (numba)", wall_time_s=time.perf_counter() - t_start,
-                    target={"weights": weights, "means": means, "covariances": covs}, status=runs[-1].status,
-                    message=runs[-1].message, replica_axis=runs[0].replica_axis, generations=runs,
-                    attrs={"init": init_desc})
-    result.extras.update(collapse_extras(result))
-    return result
+    return _Plan(problem, sim, int(n_gen), t_out, sample_thetas, init_desc, nodes)
+
+
+def _first_start(plan: _Plan) -> list:
+    """Generation 0's [(reduced target, State, None)] per replica."""
+    problem, sim = plan.problem, plan.sim
+    if sim is not None:
+        sim0 = sim.generation(0)
+        reduced, states = initial_state(problem, "realised", sim.d, sim0.init_w, sim0.init_b)
+    else:
+        reduced, states = initial_state(problem, problem.theory.init)
+    return [(reduced, st, None) for st in states]
+
+
+def _check_start(plan: _Plan, start):
+    problem, nodes = plan.problem, plan.nodes
+    limits.check_memory(limits.theory_bytes(problem, len(start), len(nodes.weights), nodes.dim), "this theory",
+                        f"{len(nodes.weights)} quadrature nodes, {len(start)} trajectories, "
+                        f"sample.n = {problem.sample.n}")
+    for _, st, _ in start:  # out of range before any step: the input's scales, not a divergence
+        check_initial({"q": st.q, "m": st.m, "g": st.g, "b": st.b}, problem.theory.divergence)
+
+
+def _run_attrs(plan: _Plan) -> dict:
+    th, nodes = plan.problem.theory, plan.nodes
+    return {"init": plan.init_desc, "quadrature": nodes.rule, "quadrature_size": nodes.size,
+            "quadrature_nodes": len(nodes.weights), "integrator": th.integrator, "dt": th.dt}
+
+
+def _batch_key(plan: _Plan):
+    """Problems with equal keys can be integrated together by one ``integrate_batch`` (the same width,
+    activation, training times and interpolant, nodes; fixed-step RK4; one generation, no simulation
+    to start from): None for a problem ``solve_many`` hands to ``solve``. Output times, dt, lr, weight
+    decay, divergence bound and targets may differ."""
+    p = plan.problem
+    if plan.n_gen != 1 or plan.sim is not None or p.theory.integrator != "rk4":
+        return None
+    tr, nodes = p.train, plan.nodes
+    return (p.model.width, p.model.activation, np.asarray(tr.interpolant.alpha(tr.times), float).tobytes(),
+            np.asarray(tr.interpolant.beta(tr.times), float).tobytes(), np.asarray(tr.time_weights, float).tobytes(),
+            nodes.rule, nodes.size, np.asarray(nodes.points).shape, hash(np.asarray(nodes.points).tobytes()),
+            hash(np.asarray(nodes.weights).tobytes()))
+
+
+def solve_many(problems, sample: bool = True, progress: bool | None = False, errors: str = "raise") -> list:
+    """:func:`solve` of several problems in one process: problems whose integrations are compatible
+    (:func:`_batch_key`: e.g. the points of a sweep over lr, weight decay, tau, the target) go through
+    :func:`~hdae.theory.ode.integrate_batch` together, every trajectory with its own output times,
+    steps and status; the others (several generations, the adaptive integrator) are solved one by one.
+    Each Result equals ``solve(problem, sample=sample)`` (its wall time: its own preparation and
+    sampling plus its share of the shared integration).
+
+    errors: 'raise' (the first problem's exception, as a loop of ``solve`` would) or 'return' (the
+    exception object in that problem's place; the others are computed). An exception inside a shared
+    integration makes its problems be solved again one by one, so that it reaches only its own problem.
+    """
+    if errors not in ("raise", "return"):
+        raise ValueError("errors must be 'raise' or 'return'")
+    problems = list(problems)
+    out: list = [None] * len(problems)
+
+    def alone(i):
+        try:
+            out[i] = solve(problems[i], progress=progress, sample=sample)
+        except Exception as err:  # noqa: BLE001 -- per problem, see errors
+            if errors == "raise":
+                raise
+            out[i] = err
+
+    groups: dict = {}
+    single = []
+    for i, problem in enumerate(problems):
+        t0 = time.perf_counter()
+        try:
+            plan = _plan(problem, None, None)
+            key = _batch_key(plan)
+            if key is None:
+                single.append(i)
+                continue
+            start = _first_start(plan)
+            _check_start(plan, start)
+        except Exception as err:  # noqa: BLE001
+            if errors == "raise":
+                raise
+            out[i] = err
+            continue
+        groups.setdefault(key, []).append((i, plan, start, time.perf_counter() - t0))
+    total = sum(len(start) * (len(plan.t_out) - 1) for members in groups.values() for _, plan, start, _ in members)
+    bar = progress_bar(total, f"solve {len(problems)} problems", progress)
+    try:
+        for members in groups.values():
+            t0 = time.perf_counter()
+            try:
+                sols = _integrate_jobs([(plan.problem, start, plan.nodes, plan.t_out) for _, plan, start, _ in members],
+                                       lambda t: bar.update(1))
+            except Exception:  # noqa: BLE001 -- find whose it is: one by one
+                for i, _, _, _ in members:
+                    alone(i)
+                continue
+            share = (time.perf_counter() - t0) / len(members)
+            for (i, plan, start, t_prep), job_sols in zip(members, sols):
+                t1 = time.perf_counter()
+                try:
+                    run = _generation_result(plan.problem, start, job_sols, plan.t_out,
+                                             plan.sample_thetas if sample else [], 0, 1)
+                except Exception as err:  # noqa: BLE001
+                    if errors == "raise":
+                        raise
+                    out[i] = err
+                    continue
+                run.attrs.update(_run_attrs(plan))
+                run.attrs.pop("generation")
+                run.wall_time_s = t_prep + share + time.perf_counter() - t1
+                out[i] = run
+    finally:
+        bar.close()
+    for i in single:
+        alone(i)
+    return out
+
+
+def _integrate_jobs(jobs, callback) -> list:
+    """Integrate the trajectories of several jobs [(problem, start, nodes, t_out)] together (one
+    ``integrate_batch``; each problem's own output times, dt and divergence bound); returns each job's
+    [ODESolution] per replica. The jobs must share what ``integrate_batch`` requires (see
+    :func:`_batch_key`); with one job, any integrator."""
+    states, setups, t_outs, dts, bounds = [], [], [], [], []
+    for problem, start, nodes, t_out in jobs:
+        tr, th = problem.train, problem.theory
+        for reduced, st, _ in start:
+            states.append(st)
+            setups.append(TrainingSetup(reduced=reduced, activation=problem.model.activation,
+                                        alphas=tr.interpolant.alpha(tr.times), betas=tr.interpolant.beta(tr.times),
+                                        omegas=tr.time_weights, lr=tr.lr, weight_decay=tr.weight_decay, nodes=nodes))
+            t_outs.append(np.asarray(t_out, dtype=float))
+            dts.append(th.dt)
+            bounds.append(th.divergence)
+    th = jobs[0][0].theory
+    if len(jobs) > 1 and any(p.theory.integrator != "rk4" for p, _, _, _ in jobs):
+        raise ValueError("only fixed-step 'rk4' integrations can be batched across problems")
+    sols = integrate_batch(states, setups, t_outs, th.integrator, dts, th.rtol, th.atol, bounds, callback=callback)
+    out, at = [], 0
+    for _, start, _, _ in jobs:
+        out.append(sols[at:at + len(start)])
+        at += len(start)
+    return out
 
 
 def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, n_gen):
@@ -221,19 +378,20 @@ def _solve_generation(problem, start, nodes, t_out, sample_thetas, g, progress, 
     replica, all replicas together (:func:`~hdae.theory.ode.integrate_batch`), each with its own status:
     a replica that diverges stops there (its statistics NaN from then on) and the others go on.
     Returns the Result of this generation."""
-    th, tr = problem.theory, problem.train
     n_rep = len(start)
     label = f"solve x{n_rep}" + (f" gen {g}" if n_gen > 1 else "")
     bar = progress_bar(n_rep * (len(t_out) - 1), label, progress)
-    setups = [TrainingSetup(reduced=reduced, activation=problem.model.activation,
-                            alphas=tr.interpolant.alpha(tr.times), betas=tr.interpolant.beta(tr.times),
-                            omegas=tr.time_weights, lr=tr.lr, weight_decay=tr.weight_decay, nodes=nodes)
-              for reduced, _, _ in start]
     try:
-        sols = integrate_batch([st for _, st, _ in start], setups, t_out, th.integrator, th.dt, th.rtol, th.atol,
-                               th.divergence, callback=lambda t: bar.update(1))
+        sols = _integrate_jobs([(problem, start, nodes, t_out)], lambda t: bar.update(1))[0]
     finally:
         bar.close()
+    return _generation_result(problem, start, sols, t_out, sample_thetas, g, n_gen)
+
+
+def _generation_result(problem, start, sols, t_out, sample_thetas, g, n_gen):
+    """The Result of one generation of ``problem`` from its replicas' ODE solutions ``sols``: statistics,
+    per-replica status, the generated density at ``sample_thetas``."""
+    n_rep = len(start)
     n_rhs = max(sol.n_rhs for sol in sols)
     rep_status = np.array(["success" if sol.ok else "diverged" if sol.status == 1 else "failed" for sol in sols],
                           dtype=object)
