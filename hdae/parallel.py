@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 
 def available_cores() -> int:
@@ -18,14 +19,44 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def free_cores() -> int:
-    """Cores not busy now: available cores minus the 1-minute load average (rounded), at least 1."""
-    cores = available_cores()
+def busy_cores() -> float:
+    """How many cores other work takes now: the runnable tasks of the system (/proc/loadavg's
+    fourth field) other than this process, where Linux gives it; else the 1-minute load average.
+    The instantaneous count follows the machine at once: the load average lags by a minute, so
+    a process started just after a burst of work (a test run, the previous command) found no free
+    core on an idle machine and ran single-threaded."""
     try:
-        load = os.getloadavg()[0]
+        running = []
+        for k in range(5):  # the least of five reads 2 ms apart: a task that merely woke up is not load
+            with open("/proc/loadavg") as f:
+                running.append(int(f.read().split()[3].split("/")[0]))
+            if k < 4:
+                time.sleep(0.002)
+        return float(max(0, min(running) - _own_running_threads()))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0]
     except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(cores, int(cores - load + 0.5)))
+        return 0.0
+
+
+def _own_running_threads() -> int:
+    """This process's runnable threads (numpy's BLAS pool may be awake just after import), at least 1."""
+    count = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                count += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except OSError:
+            pass
+    return max(1, count)
+
+
+def free_cores() -> int:
+    """Cores not busy now: available cores minus :func:`busy_cores` (rounded), at least 1."""
+    cores = available_cores()
+    return max(1, min(cores, int(cores - busy_cores() + 0.5)))
 
 
 def set_threads(n: int | None = None) -> int:

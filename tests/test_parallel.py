@@ -14,12 +14,32 @@ from hdae import parallel
 
 def test_free_cores_counts_the_load(monkeypatch):
     monkeypatch.setattr(parallel, "available_cores", lambda: 8)
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    monkeypatch.setattr(parallel, "busy_cores", lambda: 2.6)
     assert parallel.free_cores() == 5  # 8 - 2.6, rounded
-    monkeypatch.setattr(os, "getloadavg", lambda: (11.0, 0.0, 0.0))
+    monkeypatch.setattr(parallel, "busy_cores", lambda: 11.0)
     assert parallel.free_cores() == 1  # never below one
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(parallel, "busy_cores", lambda: 0.0)
     assert parallel.free_cores() == 8
+
+
+def test_busy_cores_sees_other_processes_at_once():
+    """The runnable count of /proc/loadavg, not the lagging load average: a CPU-burning child is seen
+    within a second (the 1-minute average would need about a minute to reach it)."""
+    import subprocess
+    import sys
+    import time
+
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("no /proc/loadavg")
+    idle = min(parallel.busy_cores() for _ in range(5))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        busy = max(parallel.busy_cores() for _ in range(20))
+    finally:
+        for p in burners:
+            p.kill()
+    assert busy >= idle + 1
 
 
 def test_set_threads_applies_to_numba_and_torch():
