@@ -28,6 +28,16 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = ["theory.dt=0.1", "sample.n=200", "sample.steps=8"]
 
 
+
+def _same(a, b) -> bool:
+    """Equal numbers: floats to 1e-12 (NaN where NaN), everything else exactly. The numba kernels'
+    vectorised (fastmath) sums start at the arrays' alignment, so another process (a Dask worker)
+    can differ in the last bits."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=1e-14, equal_nan=True))
+    return np.array_equal(a, b)
+
 def _tiny(tmp_path) -> Path:
     path = tmp_path / "small.toml"
     path.write_text(SMALL)
@@ -106,17 +116,16 @@ def test_tiny_sweep_on_a_local_cluster_equals_each_problem_solved_alone(tmp_path
             assert np.isnan(th["train/theta"][p.index][n:]).all()
             for k in TRAIN_STATS:
                 ref = getattr(alone.train, k)[0]
-                assert np.array_equal(_unpad(th["train"][k][p.index], ref.shape), ref), k
+                assert _same(_unpad(th["train"][k][p.index], ref.shape), ref), k
             proj = alone.sample.projected[0]
-            assert np.array_equal(_unpad(th["sample/projected"][p.index], proj.shape), proj)
+            assert _same(_unpad(th["sample/projected"][p.index], proj.shape), proj)
             if p.dims[0] == 1:  # width 1 padded to 2: the rest is NaN
                 assert np.isnan(th["train/Q"][p.index][:, 1, :]).all()
             s = dg.summarise(alone)
             assert th["summary/modes"][p.index] == s.modes
-            assert th["summary/distance"][p.index] == s.distance
-            assert th["summary/b_final"][p.index] == alone.train.b[0, -1]
-            assert np.array_equal(_unpad(th["summary/M_final"][p.index], alone.train.M[0, -1].shape),
-                                  alone.train.M[0, -1])
+            assert _same(th["summary/distance"][p.index], s.distance)
+            assert _same(th["summary/b_final"][p.index], alone.train.b[0, -1])
+            assert _same(_unpad(th["summary/M_final"][p.index], alone.train.M[0, -1].shape), alone.train.M[0, -1])
 
 
 def test_failing_points_are_recorded_and_the_others_complete(tmp_path, monkeypatch):
@@ -188,7 +197,7 @@ def test_chunked_sweeps_store_the_numbers_of_one_point_per_task(tmp_path, monkey
     for name, kw in runs.items():
         got = _stored(tmp_path / f"{name}.h5") if sweep.run_sweep(spec, tmp_path / f"{name}.h5", **kw) else None
         for k, v in ref.items():
-            assert np.array_equal(got[k], v, equal_nan=v.dtype.kind == "f"), (name, k)
+            assert _same(got[k], v), (name, k)
 
     def broken(*args, **kw):
         raise MemoryError("the whole chunk")
@@ -211,7 +220,7 @@ def test_chunked_sweeps_store_the_numbers_of_one_point_per_task(tmp_path, monkey
     keep = np.ones(len(s.status), bool)
     keep[bad] = False
     for k, v in ref.items():
-        assert np.array_equal(got[k][keep], v[keep], equal_nan=v.dtype.kind == "f"), k
+        assert _same(got[k][keep], v[keep]), k
 
 
 def _run_cli_subprocess(args, env_extra=None):
