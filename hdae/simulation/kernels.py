@@ -45,6 +45,83 @@ _NB = 256  # doubles per block of the d loop: a block of w, the new w and four d
 
 
 @njit(cache=True, fastmath=_FAST)
+def _dot2(o, a, b):
+    s0 = 0.0
+    s1 = 0.0
+    for k in range(o.shape[0]):
+        s0 += o[k] * a[k]
+        s1 += o[k] * b[k]
+    return s0, s1
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot3(o, a, b):
+    """(o.a, o.b, o.o) in one loop."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(o.shape[0]):
+        s0 += o[k] * a[k]
+        s1 += o[k] * b[k]
+        s2 += o[k] * o[k]
+    return s0, s1, s2
+
+
+@njit(cache=True, fastmath=_FAST)
+def _new_column(out, cur, lo, hi, p, A, a0, a1, u0, u1):
+    """out = sum_q A[q, p] cur[q, lo:hi] + a0 u0 + a1 u1: up to four old columns in the first pass
+    over out, then two per pass."""
+    r = cur.shape[0]
+    n = hi - lo
+    cp = cur[p, lo:hi]
+    app = A[p, p]
+    if r == 1:
+        for k in range(n):
+            out[k] = app * cp[k] + a0 * u0[k] + a1 * u1[k]
+        return
+    # the first up to three other columns go into the first pass
+    q1 = 1 if p == 0 else 0
+    c1 = cur[q1, lo:hi]
+    b1 = A[q1, p]
+    if r == 2:
+        for k in range(n):
+            out[k] = app * cp[k] + b1 * c1[k] + a0 * u0[k] + a1 * u1[k]
+        return
+    q2 = q1 + 1 if q1 + 1 != p else q1 + 2
+    c2 = cur[q2, lo:hi]
+    b2 = A[q2, p]
+    if r == 3:
+        for k in range(n):
+            out[k] = app * cp[k] + b1 * c1[k] + b2 * c2[k] + a0 * u0[k] + a1 * u1[k]
+        return
+    q3 = q2 + 1 if q2 + 1 != p else q2 + 2
+    c3 = cur[q3, lo:hi]
+    b3 = A[q3, p]
+    for k in range(n):
+        out[k] = app * cp[k] + b1 * c1[k] + b2 * c2[k] + b3 * c3[k] + a0 * u0[k] + a1 * u1[k]
+    q1 = q3
+    pend = -1
+    for q in range(q1 + 1, r):
+        if q == p:
+            continue
+        if pend < 0:
+            pend = q
+            continue
+        ca = cur[pend, lo:hi]
+        cb = cur[q, lo:hi]
+        aa = A[pend, p]
+        ab = A[q, p]
+        for k in range(n):
+            out[k] += aa * ca[k] + ab * cb[k]
+        pend = -1
+    if pend >= 0:
+        ca = cur[pend, lo:hi]
+        aa = A[pend, p]
+        for k in range(n):
+            out[k] += aa * ca[k]
+
+
+@njit(cache=True, fastmath=_FAST)
 def _fields(wt, y0, y1, lam0, lam1, Q, nn):
     """One blocked sweep over d: lam0 = wt y0, lam1 = wt y1, Q = wt wt^T (unnormalised, lower
     triangle and mirror) and nn = (|y0|^2, y0.y1, |y1|^2)."""
@@ -169,24 +246,20 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
             t1 = z1[lo:hi]
             for p in range(r):
                 out = nxt[p, lo:hi]
-                a0 = v0[p]
-                a1 = v1[p]
-                app = A[p, p]
-                cp = cur[p, lo:hi]
-                for k in range(hi - lo):
-                    out[k] = app * cp[k] + a0 * u0[k] + a1 * u1[k]
-                for q in range(r):
-                    if q != p:
-                        aq = A[q, p]
-                        cq = cur[q, lo:hi]
-                        for k in range(hi - lo):
-                            out[k] += aq * cq[k]
-                lam0n[p] += _dot(out, t0)
-                lam1n[p] += _dot(out, t1)
-                for q in range(p + 1):
-                    Qn[p, q] += _dot(out, nxt[q, lo:hi])
-            nnn[0] += _dot(t0, t0)
-            nnn[1] += _dot(t0, t1)
+                _new_column(out, cur, lo, hi, p, A, v0[p], v1[p], u0, u1)
+                s0, s1, s2 = _dot3(out, t0, t1)
+                lam0n[p] += s0
+                lam1n[p] += s1
+                Qn[p, p] += s2
+                for q in range(0, p - 1, 2):
+                    s0, s1 = _dot2(out, nxt[q, lo:hi], nxt[q + 1, lo:hi])
+                    Qn[p, q] += s0
+                    Qn[p, q + 1] += s1
+                if p % 2 == 1:
+                    Qn[p, p - 1] += _dot(out, nxt[p - 1, lo:hi])
+            s0, s1, s2 = _dot3(t0, t1, t1)  # (t0.t1, t0.t1, t0.t0): the data norms below
+            nnn[0] += s2
+            nnn[1] += s0
             nnn[2] += _dot(t1, t1)
         ok = True
         for p in range(r):
