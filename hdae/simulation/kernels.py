@@ -10,9 +10,11 @@ the derivation note) for every replica, given pre-drawn data x0, x1 of shape (m,
     w   <- (1 - eta lambda/d) w - eta [(2/sqrt d)(x0 v0^T - x1 v1^T) + (2/d) w S]
     b   <- b - (eta/d^2) 2 sum_t omega_t (b |x_t|^2 + sigma_t . h_t - x1 . x_t)
 
-Each replica costs two passes over its d x r weights per step (one reads w, x0, x1 for the
-fields, Q and the norms; one writes the new w and its column norms), so a step is about
-10 d r flops and no Python runs between steps. Replicas run in parallel (``prange``): the
+Each replica costs one sweep over its d x r weights per step, in blocks of d that stay in L1:
+a block of the new w is formed from the whole old block and x0, x1, and dotted at once with the
+next step's data (its fields) and with itself (its Q, whose diagonal holds the column norms for
+the finiteness check), and the next data norms are summed: about (3 r^2 + 9 r + 6) d flops a
+step, and no Python runs between steps. Replicas run in parallel (``prange``): the
 coarse parallelism that stays fast when other processes take cores.
 
 A replica stops at its first step after which b or a column norm of w is non-finite (the
@@ -46,6 +48,7 @@ _NB = 256  # doubles per block of the d loop: a block of w, the new w and four d
 
 @njit(cache=True, fastmath=_FAST)
 def _dot2(o, a, b):
+    """(o.a, o.b) in one loop."""
     s0 = 0.0
     s1 = 0.0
     for k in range(o.shape[0]):
