@@ -178,3 +178,57 @@ def test_standard_normal_distribution():
     assert not np.array_equal(standard_normal(np.empty(1000), 124), x[:1000])
     y = standard_normal(np.empty((2, 1000), dtype=np.float32), 9)
     assert y.dtype == np.float32 and abs(y.std() - 1) < 0.1
+
+
+def _numpy_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, sig, dsig, n_steps):
+    """The update of the kernel's module docstring in plain numpy, one replica: (w, b, failed)."""
+    d = w.shape[0]
+    for j in range(n_steps):
+        y0, y1 = x0[j], x1[j]
+        lam0, lam1, Q = w.T @ y0 / np.sqrt(d), w.T @ y1 / np.sqrt(d), w.T @ w / d
+        v0, v1, S, dldb = 0.0, 0.0, 0.0, 0.0
+        for a, be, om in zip(alphas, betas, omegas):
+            h = a * lam0 + be * lam1
+            s = sig(h)
+            c = (b * h - lam1 + Q @ s) * dsig(h)
+            v0 = v0 + om * a * (b * s + c)
+            v1 = v1 + om * ((1.0 - b * be) * s - be * c)
+            S = S + om * np.outer(s, s)
+            xt = a * y0 + be * y1
+            dldb += 2.0 * om * (b * xt @ xt + s @ h - y1 @ xt)
+        w_new = (1.0 - lr * weight_decay / d) * w - lr * (2.0 / np.sqrt(d) * (np.outer(y0, v0) - np.outer(y1, v1))
+                                                         + 2.0 / d * w @ S)
+        b_new = b - lr / d**2 * dldb
+        if not (np.isfinite(b_new) and np.isfinite(np.sum(w_new * w_new, axis=0)).all()):
+            return w, b, j
+        w, b = w_new, b_new
+    return w, b, -1
+
+
+@pytest.mark.parametrize("r", [1, 2, 4, 5, 6, 7])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_kernel_blocks_equal_numpy_update(r, activation):
+    """Every width (the kernel's column passes differ for r = 1, 2, 3 and r >= 4) and a d of two
+    full blocks and a partial one: the kernel follows the plain update, and stops at its failing step."""
+    from hdae import activations
+    from hdae.simulation import kernels
+
+    rng = np.random.default_rng(r)
+    d, m, n_steps = 600, 30, 25
+    alphas, betas, omegas = np.array([0.3, 0.8]), np.array([0.6, 0.5]), np.array([0.4, 0.6])
+    sig, dsig = activations.numpy_pair(activation)
+    w0 = rng.standard_normal((2, d, r))
+    x0, x1 = rng.standard_normal((m, 2, d)), rng.standard_normal((m, 2, d))
+    for lr, scale in ((0.3, 1.0), (50.0, 30.0)):  # stable; diverging within the chunk
+        w, b, failed = w0.copy(), np.array([0.1, -0.2]), np.zeros(2, np.int64)
+        kernels.sgd_steps(w, b, scale * x0, scale * x1, alphas, betas, omegas, lr, 0.1,
+                          activations.code(activation), n_steps, np.zeros(2, bool), failed)
+        for i in range(2):
+            with np.errstate(over="ignore", invalid="ignore"):
+                we, be, fe = _numpy_steps(w0[i], [0.1, -0.2][i], scale * x0[:, i], scale * x1[:, i], alphas, betas,
+                                          omegas, lr, 0.1, sig, dsig, n_steps)
+            assert failed[i] == fe
+            assert np.linalg.norm(w[i] - we) <= 1e-11 * np.linalg.norm(we)
+            assert abs(b[i] - be) <= 1e-11 * max(1.0, abs(be))
+        if scale > 1.0 and activation == "relu":  # (tanh stays bounded here)
+            assert (failed >= 0).all()

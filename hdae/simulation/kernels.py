@@ -10,9 +10,11 @@ the derivation note) for every replica, given pre-drawn data x0, x1 of shape (m,
     w   <- (1 - eta lambda/d) w - eta [(2/sqrt d)(x0 v0^T - x1 v1^T) + (2/d) w S]
     b   <- b - (eta/d^2) 2 sum_t omega_t (b |x_t|^2 + sigma_t . h_t - x1 . x_t)
 
-Each replica costs two passes over its d x r weights per step (one reads w, x0, x1 for the
-fields, Q and the norms; one writes the new w and its column norms), so a step is about
-10 d r flops and no Python runs between steps. Replicas run in parallel (``prange``): the
+Each replica costs one sweep over its d x r weights per step, in blocks of d that stay in L1:
+a block of the new w is formed from the whole old block and x0, x1, and dotted at once with the
+next step's data (its fields) and with itself (its Q, whose diagonal holds the column norms for
+the finiteness check), and the next data norms are summed: about (3 r^2 + 9 r + 6) d flops a
+step, and no Python runs between steps. Replicas run in parallel (``prange``): the
 coarse parallelism that stays fast when other processes take cores.
 
 A replica stops at its first step after which b or a column norm of w is non-finite (the
@@ -41,11 +43,122 @@ def _dot(a, b):
     return acc
 
 
+_NB = 256  # doubles per block of the d loop: a block of w, the new w and four data vectors stay in L1
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot2(o, a, b):
+    """(o.a, o.b) in one loop."""
+    s0 = 0.0
+    s1 = 0.0
+    for k in range(o.shape[0]):
+        s0 += o[k] * a[k]
+        s1 += o[k] * b[k]
+    return s0, s1
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot3(o, a, b):
+    """(o.a, o.b, o.o) in one loop."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(o.shape[0]):
+        s0 += o[k] * a[k]
+        s1 += o[k] * b[k]
+        s2 += o[k] * o[k]
+    return s0, s1, s2
+
+
+@njit(cache=True, fastmath=_FAST)
+def _new_column(out, cur, lo, hi, p, A, a0, a1, u0, u1):
+    """out = sum_q A[q, p] cur[q, lo:hi] + a0 u0 + a1 u1: up to four old columns in the first pass
+    over out, then two per pass."""
+    r = cur.shape[0]
+    n = hi - lo
+    cp = cur[p, lo:hi]
+    app = A[p, p]
+    if r == 1:
+        for k in range(n):
+            out[k] = app * cp[k] + a0 * u0[k] + a1 * u1[k]
+        return
+    # the first up to three other columns go into the first pass
+    q1 = 1 if p == 0 else 0
+    c1 = cur[q1, lo:hi]
+    b1 = A[q1, p]
+    if r == 2:
+        for k in range(n):
+            out[k] = app * cp[k] + b1 * c1[k] + a0 * u0[k] + a1 * u1[k]
+        return
+    q2 = q1 + 1 if q1 + 1 != p else q1 + 2
+    c2 = cur[q2, lo:hi]
+    b2 = A[q2, p]
+    if r == 3:
+        for k in range(n):
+            out[k] = app * cp[k] + b1 * c1[k] + b2 * c2[k] + a0 * u0[k] + a1 * u1[k]
+        return
+    q3 = q2 + 1 if q2 + 1 != p else q2 + 2
+    c3 = cur[q3, lo:hi]
+    b3 = A[q3, p]
+    for k in range(n):
+        out[k] = app * cp[k] + b1 * c1[k] + b2 * c2[k] + b3 * c3[k] + a0 * u0[k] + a1 * u1[k]
+    q1 = q3
+    pend = -1
+    for q in range(q1 + 1, r):
+        if q == p:
+            continue
+        if pend < 0:
+            pend = q
+            continue
+        ca = cur[pend, lo:hi]
+        cb = cur[q, lo:hi]
+        aa = A[pend, p]
+        ab = A[q, p]
+        for k in range(n):
+            out[k] += aa * ca[k] + ab * cb[k]
+        pend = -1
+    if pend >= 0:
+        ca = cur[pend, lo:hi]
+        aa = A[pend, p]
+        for k in range(n):
+            out[k] += aa * ca[k]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _fields(wt, y0, y1, lam0, lam1, Q, nn):
+    """One blocked sweep over d: lam0 = wt y0, lam1 = wt y1, Q = wt wt^T (unnormalised, lower
+    triangle and mirror) and nn = (|y0|^2, y0.y1, |y1|^2)."""
+    r, d = wt.shape
+    lam0[:] = 0.0
+    lam1[:] = 0.0
+    Q[:, :] = 0.0
+    nn[:] = 0.0
+    for lo in range(0, d, _NB):
+        hi = min(lo + _NB, d)
+        u0 = y0[lo:hi]
+        u1 = y1[lo:hi]
+        nn[0] += _dot(u0, u0)
+        nn[1] += _dot(u0, u1)
+        nn[2] += _dot(u1, u1)
+        for p in range(r):
+            wp = wt[p, lo:hi]
+            lam0[p] += _dot(wp, u0)
+            lam1[p] += _dot(wp, u1)
+            for q in range(p + 1):
+                Q[p, q] += _dot(wp, wt[q, lo:hi])
+    for p in range(r):
+        for q in range(p):
+            Q[q, p] = Q[p, q]
+
+
 @njit(cache=True, fastmath=_FAST)
 def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, act, n_steps):
     """Steps of replica ``i`` in place on w (d, r); returns (new b, failing local step or -1).
 
-    Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop."""
+    Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop, in blocks of
+    ``_NB`` coordinates: one sweep per step forms every column of the new w from all the old ones
+    while the block is in L1, and in the same sweep the next step's fields, its Q (whose diagonal,
+    the new column norms, is the finiteness check) and its data norms."""
     d, r = w.shape
     T = alphas.shape[0]
     sd = math.sqrt(d)
@@ -54,31 +167,35 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
     cw = 2.0 * lr / d
     cur = np.ascontiguousarray(w.T).astype(np.float64)
     nxt = np.empty((r, d))
-    lam0 = np.empty(r)
+    lam0 = np.empty(r)  # unnormalised sums over d: w^T y0, w^T y1, w^T w, (|y0|^2, y0.y1, |y1|^2)
     lam1 = np.empty(r)
     Q = np.empty((r, r))
+    nn = np.empty(3)
+    lam0n = np.empty(r)  # the same for the next step
+    lam1n = np.empty(r)
+    Qn = np.empty((r, r))
+    nnn = np.empty(3)
     h = np.empty((T, r))
     s = np.empty((T, r))
     c = np.empty((T, r))
     v0 = np.empty(r)
     v1 = np.empty(r)
-    S = np.empty((r, r))
     A = np.empty((r, r))  # I decay - cw S: the linear part of the update
     b = b0
     failed = -1
+    if n_steps > 0:
+        _fields(cur, x0[0, i], x1[0, i], lam0, lam1, Q, nn)
     for j in range(n_steps):
         y0 = x0[j, i]
         y1 = x1[j, i]
-        # ---- pass 1: fields, Q, norms
-        n00 = _dot(y0, y0)
-        n01 = _dot(y0, y1)
-        n11 = _dot(y1, y1)
+        n00 = nn[0]
+        n01 = nn[1]
+        n11 = nn[2]
         for p in range(r):
-            lam0[p] = _dot(cur[p], y0) / sd
-            lam1[p] = _dot(cur[p], y1) / sd
-            for q in range(p + 1):
-                Q[p, q] = _dot(cur[p], cur[q]) / d
-                Q[q, p] = Q[p, q]
+            lam0[p] /= sd
+            lam1[p] /= sd
+            for q in range(r):
+                Q[p, q] /= d
         # ---- the r-dimensional part
         dldb = 0.0
         for t in range(T):
@@ -111,34 +228,57 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
                 acc = 0.0
                 for t in range(T):
                     acc += omegas[t] * s[t, q] * s[t, p]
-                S[q, p] = acc
-        for q in range(r):
+                A[q, p] = -cw * acc
+            A[p, p] += decay
+        # ---- one blocked sweep: the new w, and the next step's fields, Q (new column norms), norms
+        if j + 1 < n_steps:
+            z0 = x0[j + 1, i]
+            z1 = x1[j + 1, i]
+        else:  # last step: only the norms are needed
+            z0 = y0
+            z1 = y1
+        lam0n[:] = 0.0
+        lam1n[:] = 0.0
+        Qn[:, :] = 0.0
+        nnn[:] = 0.0
+        for lo in range(0, d, _NB):
+            hi = min(lo + _NB, d)
+            u0 = y0[lo:hi]
+            u1 = y1[lo:hi]
+            t0 = z0[lo:hi]
+            t1 = z1[lo:hi]
             for p in range(r):
-                A[q, p] = -cw * S[q, p]
-            A[q, q] += decay
-        # ---- pass 2: the new w (column by column) and its column norms
+                out = nxt[p, lo:hi]
+                _new_column(out, cur, lo, hi, p, A, v0[p], v1[p], u0, u1)
+                s0, s1, s2 = _dot3(out, t0, t1)
+                lam0n[p] += s0
+                lam1n[p] += s1
+                Qn[p, p] += s2
+                for q in range(0, p - 1, 2):
+                    s0, s1 = _dot2(out, nxt[q, lo:hi], nxt[q + 1, lo:hi])
+                    Qn[p, q] += s0
+                    Qn[p, q + 1] += s1
+                if p % 2 == 1:
+                    Qn[p, p - 1] += _dot(out, nxt[p - 1, lo:hi])
+            s0, s1, s2 = _dot3(t0, t1, t1)  # (t0.t1, t0.t1, t0.t0): the data norms below
+            nnn[0] += s2
+            nnn[1] += s0
+            nnn[2] += _dot(t1, t1)
         ok = True
         for p in range(r):
-            out = nxt[p]
-            a0 = v0[p]
-            a1 = v1[p]
-            app = A[p, p]
-            cp = cur[p]
-            for k in range(d):
-                out[k] = app * cp[k] + a0 * y0[k] + a1 * y1[k]
-            for q in range(r):
-                if q != p:
-                    aq = A[q, p]
-                    cq = cur[q]
-                    for k in range(d):
-                        out[k] += aq * cq[k]
-            ok = ok and math.isfinite(_dot(out, out))
+            ok = ok and math.isfinite(Qn[p, p])
+            for q in range(p):
+                Qn[q, p] = Qn[p, q]
         b_new = b - lr / (d * d) * dldb
         if not (ok and math.isfinite(b_new)):
             failed = j
             break
         b = b_new
         cur, nxt = nxt, cur
+        lam0, lam0n = lam0n, lam0
+        lam1, lam1n = lam1n, lam1
+        Q, Qn = Qn, Q
+        nn, nnn = nnn, nn
     w[:, :] = cur.T
     return b, failed
 
