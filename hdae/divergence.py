@@ -27,18 +27,7 @@ def _as_numpy(a):
 def exploded(arrays: dict, bound: float) -> str | None:
     """None when every array in ``{name: array}`` is finite and within ``bound``; else a short
     description of the first one that is not, e.g. ``'Q is non-finite'`` or ``'Q reached 3.1e+74'``."""
-    for name, a in arrays.items():
-        if a is None:
-            continue
-        a = _as_numpy(a)
-        if a.size == 0:
-            continue
-        if not np.all(np.isfinite(a)):
-            return f"{name} is non-finite"
-        peak = float(np.max(np.abs(a)))
-        if peak > bound:
-            return f"{name} reached {peak:.3g} (beyond theory.divergence = {bound:g})"
-    return None
+    return exploded_each(arrays, bound, 1)[0]
 
 
 def exploded_each(arrays: dict, bound: float, n: int) -> list:
