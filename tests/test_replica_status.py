@@ -215,9 +215,10 @@ def _setups_and_states(problem, scales=(1.0, 1.0, 1.5)):
 
 @pytest.mark.parametrize("times", [[0.5], [0.3, 0.8]], ids=["one-time", "two-times"])
 def test_batched_operators_equal_each_cluster_alone(small_problem, times):
-    """One kernel call for all replicas' clusters = the per-cluster blocked kernel, replica by replica."""
+    """One kernel call for all replicas' clusters = the one-cluster kernel on each node block, cluster by
+    cluster and replica by replica."""
     from hdae import activations
-    from hdae.theory.kernels import cluster_expectations_blocked
+    from hdae.theory.kernels import cluster_expectations
     from hdae.theory.ode import _cluster_maps, _node_blocks, _operators_from, operators_batch
 
     p = small_problem.with_overrides(f"train.times={times}", f"train.time_weights={[1.0 / len(times)] * len(times)}")
@@ -227,11 +228,18 @@ def test_batched_operators_equal_each_cluster_alone(small_problem, times):
     for (Q, Omega, M, b), su, ops in zip(stats, setups, batch):
         mp = _cluster_maps(Q, Omega, M, su)
         nb = _node_blocks(len(su.nodes.weights), len(mp["active"]))
-        parts = [cluster_expectations_blocked(su.nodes.points, su.nodes.weights, mp["Ls"][c], mp["means"][c],
-                                              mp["Ms"][c], su.alphas, su.betas, su.omegas, float(b), Q,
-                                              activations.code(su.activation), mp["C"] is not None, nb)
-                 for c in range(len(mp["active"]))]
-        sums = tuple(np.stack([part[i].sum(0) for part in parts]) for i in range(9))
+        r, T, N = Q.shape[0], len(su.alphas), len(su.nodes.weights)
+        size = (N + nb - 1) // nb
+        shapes = [(r,), (r, r), (r, r), (r, r), (r, r), (r, r), (T, r), (T, T, r, r), (1,)]
+        sums = [np.zeros((len(mp["active"]), *sh)) for sh in shapes]
+        for c in range(len(mp["active"])):
+            for lo in range(0, N, size):  # each block accumulated alone, then summed: the kernel's order
+                out = [np.zeros(sh) for sh in shapes]
+                cluster_expectations(su.nodes.points[lo:lo + size], su.nodes.weights[lo:lo + size], mp["Ls"][c],
+                                     mp["means"][c], mp["Ms"][c], su.alphas, su.betas, su.omegas, float(b), Q,
+                                     activations.code(su.activation), mp["C"] is not None, *out)
+                for acc, part in zip(sums, out):
+                    acc[c] += part
         ref = _operators_from(sums, Q, Omega, b, mp["C"], su)
         for a, e in zip(ops, ref):
             np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-14)

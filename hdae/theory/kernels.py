@@ -187,34 +187,6 @@ def cluster_expectations(points, weights, L, mean, M, alphas, betas, omegas, b, 
 
 
 @njit(cache=True, parallel=True)
-def cluster_expectations_blocked(points, weights, L, mean, M, alphas, betas, omegas, b, Q, act, need_dd, n_blocks):
-    """:func:`cluster_expectations` over ``n_blocks`` slices of the nodes in parallel (numba threads).
-
-    Returns the per-block partial sums U (nb, r), B0, B1, S, V0, V1 (nb, r, r), Ed (nb, T, r),
-    Edd (nb, T, T, r, r), Esh (nb, 1); the caller sums them over the first axis."""
-    N = points.shape[0]
-    r = Q.shape[0]
-    T = alphas.shape[0]
-    U = np.zeros((n_blocks, r))
-    B0 = np.zeros((n_blocks, r, r))
-    B1 = np.zeros((n_blocks, r, r))
-    S = np.zeros((n_blocks, r, r))
-    V0 = np.zeros((n_blocks, r, r))
-    V1 = np.zeros((n_blocks, r, r))
-    Ed = np.zeros((n_blocks, T, r))
-    Edd = np.zeros((n_blocks, T, T, r, r))
-    Esh = np.zeros((n_blocks, 1))
-    size = (N + n_blocks - 1) // n_blocks
-    for i in prange(n_blocks):
-        lo = i * size
-        hi = min(N, lo + size)
-        if lo < hi:
-            cluster_expectations(points[lo:hi], weights[lo:hi], L, mean, M, alphas, betas, omegas, b, Q, act,
-                                 need_dd, U[i], B0[i], B1[i], S[i], V0[i], V1[i], Ed[i], Edd[i], Esh[i])
-    return U, B0, B1, S, V0, V1, Ed, Edd, Esh
-
-
-@njit(cache=True, parallel=True)
 def clusters_expectations(points, weights, Ls, means, Ms, row_rep, job_row, job_lo, job_hi, alphas, betas, omegas,
                           bs, Qs, act, need_dd):
     """:func:`cluster_expectations` for every cluster of every replica (trajectory) in ONE call,
