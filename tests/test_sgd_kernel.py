@@ -154,32 +154,6 @@ def test_backend_validation(small_problem):
         OnlineSGD(kern.target, [1.0], [0.0], [1.0], 0.1, 0.0, "tanh", "cpu", F64, "numpy")
 
 
-def test_standard_normal_distribution():
-    """The ziggurat normals: moments, tails and the Kolmogorov-Smirnov distance of N(0, 1);
-    a function of the seed alone (the block streams do not depend on the thread count)."""
-    from math import erf, sqrt
-
-    from hdae.simulation.kernels import standard_normal
-
-    n = 2_000_000
-    x = standard_normal(np.empty(n), 123)
-    assert abs(x.mean()) < 5 / sqrt(n)
-    assert abs(x.var() - 1) < 5 * sqrt(2 / n)
-    assert abs(np.mean(x**3)) < 5 * sqrt(15 / n)
-    assert abs(np.mean(x**4) - 3) < 5 * sqrt(96 / n)
-    for a in (1.0, 2.5, 3.442619855899, 4.0):  # 3.44: the ziggurat's base-strip / tail boundary
-        p = 1 - erf(a / sqrt(2))
-        assert abs(np.mean(np.abs(x) > a) - p) < 5 * sqrt(p / n) + 1e-7, a
-    xs = np.sort(x[:200_000])
-    cdf = 0.5 * (1 + np.vectorize(erf)(xs / sqrt(2)))
-    ks = np.max(np.abs(cdf - np.arange(1, xs.size + 1) / xs.size))
-    assert ks < 1.95 / sqrt(xs.size)  # 99.9% level
-    np.testing.assert_array_equal(standard_normal(np.empty(n), 123), x)
-    assert not np.array_equal(standard_normal(np.empty(1000), 124), x[:1000])
-    y = standard_normal(np.empty((2, 1000), dtype=np.float32), 9)
-    assert y.dtype == np.float32 and abs(y.std() - 1) < 0.1
-
-
 def _numpy_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, sig, dsig, n_steps):
     """The update of the kernel's module docstring in plain numpy, one replica: (w, b, failed)."""
     d = w.shape[0]

@@ -20,7 +20,8 @@ coarse parallelism that stays fast when other processes take cores.
 A replica stops at its first step after which b or a column norm of w is non-finite (the
 criterion of the torch path): its weights stay at the state just before that step and its
 local step index is written to ``failed`` (-1 when it completed all steps). The other
-replicas go on. Drawing the data stays outside (the target's ``draw``).
+replicas go on. The data are drawn outside (:mod:`hdae.simulation.normals`, or the target's
+``draw``); :func:`sgd_steps_overlapped` draws the next chunk on a second core meanwhile.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..activations import nb_dsigma, nb_sigma
+from .normals import _MASK64, ZIG_F, ZIG_R, ZIG_X, fill, fill_training
 
 
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # vectorised sums; NaN/inf semantics kept for the checks
@@ -301,166 +303,30 @@ def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_step
                                          n_steps)
 
 
-@njit(cache=True)
-def mixture_affine(z, c, centroids, std):
-    """In place, row by row: z[i] <- centroids[c[i]] + std[c[i]] * z[i] (a mixture draw from N(0, I)
-    draws z (n, d) and cluster labels c (n,); centroids and std (K, d)), without gathered copies."""
-    n, d = z.shape
-    for i in range(n):
-        ci = c[i]
-        for k in range(d):
-            z[i, k] = centroids[ci, k] + std[ci, k] * z[i, k]
-
-
-# ----------------------------------------------------------------------------- fast N(0, 1) draws
-# Doornik's ZIGNOR ziggurat (128 layers; J. A. Doornik, "An improved ziggurat method to generate
-# normal random samples", 2005) on xoshiro256++ (Blackman & Vigna), seeded through splitmix64.
-# The layer index and the uniform come from disjoint bits of one 64-bit draw.
-def _zig_tables(n=128, r=3.442619855899, v=9.91256303526217e-3):
-    x = np.empty(n + 1)
-    f = math.exp(-0.5 * r * r)
-    x[0] = v / f
-    x[1] = r
-    x[n] = 0.0
-    for i in range(2, n):
-        x[i] = math.sqrt(-2.0 * math.log(v / x[i - 1] + f))
-        f = math.exp(-0.5 * x[i] * x[i])
-    ratio = x[1:] / x[:-1]
-    return x, ratio
-
-
-_ZIG_X, _ZIG_R = _zig_tables()
-_ZIG_TAIL = 3.442619855899
-_U53 = 1.0 / 9007199254740992.0  # 2^-53
-_MASK64 = (1 << 64) - 1
-
-
-@njit(cache=True, inline="always")
-def _rotl(x, k):
-    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
-
-
-@njit(cache=True, inline="always")
-def _next(s):
-    """xoshiro256++ on the state s (4,) uint64, in place."""
-    result = _rotl(s[0] + s[3], 23) + s[0]
-    t = s[1] << np.uint64(17)
-    s[2] ^= s[0]
-    s[3] ^= s[1]
-    s[1] ^= s[2]
-    s[0] ^= s[3]
-    s[2] ^= t
-    s[3] = _rotl(s[3], 45)
-    return result
-
-
-@njit(cache=True)
-def _seed_state(seed):
-    """xoshiro256++ state from a 64-bit seed through splitmix64 (never all zero)."""
-    s = np.empty(4, dtype=np.uint64)
-    z = np.uint64(seed)
-    for k in range(4):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        y = z
-        y = (y ^ (y >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        y = (y ^ (y >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        s[k] = y ^ (y >> np.uint64(31))
-    return s
-
-
-@njit(cache=True, inline="always")
-def _uniform(s):
-    return float(_next(s) >> np.uint64(11)) * 1.1102230246251565e-16  # [0, 1), 2^-53 resolution
-
-
-@njit(cache=True)
-def _fill_normal(flat, seed, X, R):
-    """The ziggurat's fast path inline, with the generator state in registers."""
-    st = _seed_state(seed)
-    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
-    k = 0
-    n = flat.shape[0]
-    while k < n:
-        u64 = ((((s0 + s3) << np.uint64(23)) | ((s0 + s3) >> np.uint64(41)))) + s0
-        t = s1 << np.uint64(17)
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
-        i = int(u64 & np.uint64(127))
-        u = float(u64 >> np.uint64(11)) * 2.220446049250313e-16 - 1.0
-        if abs(u) < R[i]:
-            flat[k] = u * X[i]
-            k += 1
-            continue
-        st[0], st[1], st[2], st[3] = s0, s1, s2, s3
-        flat[k] = _normal_slow(st, u, i, X, R)
-        k += 1
-        s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
-
-
-@njit(cache=True)
-def _normal_slow(s, u, i, X, R):
-    """The ziggurat's rare branches for a rejected (u, i); then ordinary draws until acceptance."""
-    while True:
-        if abs(u) < R[i]:
-            return u * X[i]
-        if i == 0:  # the tail beyond X[1] = r (Marsaglia's method)
-            while True:
-                a = math.log(1.0 - _uniform(s)) / 3.442619855899
-                e = math.log(1.0 - _uniform(s))
-                if -2.0 * e >= a * a:
-                    break
-            return a - 3.442619855899 if u < 0.0 else 3.442619855899 - a
-        x = u * X[i]
-        f0 = math.exp(-0.5 * (X[i] * X[i] - x * x))
-        f1 = math.exp(-0.5 * (X[i + 1] * X[i + 1] - x * x))
-        if f1 + _uniform(s) * (f0 - f1) < 1.0:
-            return x
-        u64 = _next(s)
-        i = int(u64 & np.uint64(127))
-        u = float(u64 >> np.uint64(11)) * 2.220446049250313e-16 - 1.0
-
-
-_BLOCK = 1 << 15  # numbers per independently seeded stream: the result never depends on the thread count
-
-
 @njit(cache=True, parallel=True)
-def _fill_normal_blocks(flat, seed, X, R):
-    n_blocks = (flat.shape[0] + _BLOCK - 1) // _BLOCK
-    for blk in prange(n_blocks):
-        lo = blk * _BLOCK
-        hi = min(lo + _BLOCK, flat.shape[0])
-        _fill_normal(flat[lo:hi], seed ^ (np.uint64(blk) * np.uint64(0xD1B54A32D192ED03)), X, R)
-
-
-def standard_normal(out: np.ndarray, seed: int) -> np.ndarray:
-    """Fill ``out`` (C-contiguous, float64 or float32) with iid N(0, 1), a function of ``seed`` only.
-
-    About 3x faster than numpy's ``Generator.standard_normal`` and 8x faster than torch's float64
-    ``randn`` on one core; blocks of 2^15 numbers are independent streams filled in parallel."""
-    flat = out.reshape(-1)
-    if flat.shape[0] <= _BLOCK:
-        _fill_normal(flat, np.uint64(int(seed) & _MASK64), _ZIG_X, _ZIG_R)
-    else:
-        _fill_normal_blocks(flat, np.uint64(int(seed) & _MASK64), _ZIG_X, _ZIG_R)
-    return out
+def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed,
+                         next_x0, next_x1, m_next, split, key0, key1, start_next, cum, centroids, std, X, R, F):
+    """:func:`sgd_steps` on the chunk (x0, x1) while the next chunk's training data are drawn into
+    (next_x0, next_x1) (:func:`hdae.simulation.normals.fill_training`, its steps start_next ...):
+    task 0 trains every replica in turn and then draws rows split .. m_next - 1 of the next chunk,
+    task 1 draws rows 0 .. split - 1. With two threads the tasks run at once (``split`` balances
+    them); with one they run in turn. The numbers do not depend on ``split`` or the threads."""
+    n = w.shape[0]
+    for task in prange(2):
+        if task == 0:
+            for i in range(n):
+                failed[i] = -1
+                if not skip[i]:
+                    b[i], failed[i] = _replica_steps(w[i], b[i], x0, x1, i, alphas, betas, omegas, lr, weight_decay,
+                                                     act, n_steps)
+            fill_training(next_x0, next_x1, split, m_next, key0, key1, start_next, cum, centroids, std, X, R, F)
+        else:
+            fill_training(next_x0, next_x1, 0, split, key0, key1, start_next, cum, centroids, std, X, R, F)
 
 
 # ----------------------------------------------------------------------------- the d-dimensional sampler
-@njit(cache=True, inline="always")
-def _mix64(z):
-    """splitmix64's finaliser (a bijection of 64-bit words): decorrelated stream seeds."""
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 @njit(cache=True, parallel=True, fastmath=_FAST)
-def _sampler_paths(X, wt, scale, coef, noise_sd, act, seed, ZX, ZR):
+def _sampler_paths(X, wt, scale, coef, noise_sd, act, seed, ZX, ZR, ZF):
     n_rep, m, d = X.shape
     r = wt.shape[1]
     K = coef.shape[0]
@@ -470,13 +336,12 @@ def _sampler_paths(X, wt, scale, coef, noise_sd, act, seed, ZX, ZR):
         x = X[i, job - i * m]
         lam = np.empty(r)
         noise = np.empty(d)
-        base = _mix64(seed ^ np.uint64(job))
         for k in range(K):
             for p in range(r):
                 lam[p] = nb_sigma(_dot(wt[i, p], x) / sd, act) * coef[k]
             s = scale[i, k]
             if noise_sd[k] > 0.0:
-                _fill_normal(noise, _mix64(base ^ np.uint64(k)), ZX, ZR)
+                fill(noise, seed, (np.uint64(job) * np.uint64(K) + np.uint64(k)) * np.uint64(d), ZX, ZR, ZF)
                 ns = noise_sd[k]
                 for t in range(d):
                     x[t] = s * x[t] + ns * noise[t]
@@ -497,11 +362,11 @@ def sampler_paths(X, w, scale, coef, noise_sd, act: int, seed: int):
         X <- scale_k X + coef_k w sigma(w^T X/sqrt d) + noise_sd_k xi,   k = 0 .. K-1,
 
     X (n_rep, m, d) C-contiguous, X_0 on entry, X_K on exit; w (n_rep, d, r); scale (n_rep, K);
-    coef, noise_sd (K,); act an activation code. Path j of replica i draws its xi from its own
-    ziggurat stream, a function of (seed, i m + j, k), so the result does not depend on the number
-    of threads."""
+    coef, noise_sd (K,); act an activation code. Path j of replica i at step k draws its xi as the
+    normals (q K + k) d ... (q K + k) d + d - 1 of the counter-based stream ``seed``, q = i m + j
+    (:mod:`hdae.simulation.normals`), so the result does not depend on the number of threads."""
     wt = np.ascontiguousarray(np.swapaxes(w, 1, 2), dtype=np.float64)
     _sampler_paths(X, wt, np.ascontiguousarray(scale, dtype=np.float64), np.ascontiguousarray(coef, dtype=np.float64),
-                   np.ascontiguousarray(noise_sd, dtype=np.float64), act, np.uint64(int(seed) & _MASK64), _ZIG_X,
-                   _ZIG_R)
+                   np.ascontiguousarray(noise_sd, dtype=np.float64), act, np.uint64(int(seed) & _MASK64), ZIG_X,
+                   ZIG_R, ZIG_F)
     return X
