@@ -10,12 +10,14 @@ the derivation note) for every replica, given pre-drawn data x0, x1 of shape (m,
     w   <- (1 - eta lambda/d) w - eta [(2/sqrt d)(x0 v0^T - x1 v1^T) + (2/d) w S]
     b   <- b - (eta/d^2) 2 sum_t omega_t (b |x_t|^2 + sigma_t . h_t - x1 . x_t)
 
-Each replica costs one sweep over its d x r weights per step, in blocks of d that stay in L1:
-a block of the new w is formed from the whole old block and x0, x1, and dotted at once with the
-next step's data (its fields) and with itself (its Q, whose diagonal holds the column norms for
-the finiteness check), and the next data norms are summed: about (3 r^2 + 9 r + 6) d flops a
-step, and no Python runs between steps. Replicas run in parallel (``prange``): the
-coarse parallelism that stays fast when other processes take cores.
+Each replica costs one sweep over its d x r weights per step (:func:`_sweep`): the new w is
+formed from the old one and x0, x1, and dotted with the next step's data (its fields) and with
+itself (its Q, whose diagonal holds the column norms for the finiteness check), and the next data
+norms are summed: about (3 r^2 + 9 r + 6) d flops a step, and no Python runs between steps. For
+r <= 4 the sweep is generated code with every column in a register (one to three vectorised
+loops over d, :func:`_sweep_source`), beyond that blocks of d that stay in L1. The old and the
+new w^T are the two halves of one buffer. Replicas run in parallel (``prange``): the coarse
+parallelism that stays fast when other processes take cores.
 
 A replica stops at its first step after which b or a column norm of w is non-finite (the
 criterion of the torch path): its weights stay at the state just before that step and its
@@ -153,22 +155,159 @@ def _fields(wt, y0, y1, lam0, lam1, Q, nn):
             Q[q, p] = Q[p, q]
 
 
+# ----------------------------------------------------------------------------- the sweep of one step
+@njit(cache=True, fastmath=_FAST)
+def _sweep_blocked(cur, nxt, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
+    """:func:`_sweep` for any width, from cur (r, d) into nxt (r, d), in blocks of ``_NB``
+    coordinates: each column of a block of nxt is formed from the whole old block while it is in
+    L1 and dotted at once with the data and the block's earlier columns."""
+    r, d = cur.shape
+    lam0n[:] = 0.0
+    lam1n[:] = 0.0
+    Qn[:, :] = 0.0
+    nnn[:] = 0.0
+    for lo in range(0, d, _NB):
+        hi = min(lo + _NB, d)
+        u0 = y0[lo:hi]
+        u1 = y1[lo:hi]
+        t0 = z0[lo:hi]
+        t1 = z1[lo:hi]
+        for p in range(r):
+            out = nxt[p, lo:hi]
+            _new_column(out, cur, lo, hi, p, A, v0[p], v1[p], u0, u1)
+            s0, s1, s2 = _dot3(out, t0, t1)
+            lam0n[p] += s0
+            lam1n[p] += s1
+            Qn[p, p] += s2
+            for q in range(0, p - 1, 2):
+                s0, s1 = _dot2(out, nxt[q, lo:hi], nxt[q + 1, lo:hi])
+                Qn[p, q] += s0
+                Qn[p, q + 1] += s1
+            if p % 2 == 1:
+                Qn[p, p - 1] += _dot(out, nxt[p - 1, lo:hi])
+        s0, s1, s2 = _dot3(t0, t1, t1)  # (t0.t1, t0.t1, t0.t0): the data norms below
+        nnn[0] += s2
+        nnn[1] += s0
+        nnn[2] += _dot(t1, t1)
+
+
+_SPECIALISED = 4  # widths r <= this get a generated sweep (_sweep_r1 ...); wider ones take _sweep_blocked
+_FUSED = 2  # widths r <= this do their whole sweep in one loop
+
+
+def _sweep_source(r: int) -> str:
+    """Python source of ``_sweep_r{r}``: :func:`_sweep` for the width r, written out (numba cannot
+    unroll a loop over a runtime r); ``print(_sweep_source(2))`` shows one.
+
+    Every loop runs over the whole of d and vectorises over the coordinate k, each column's value
+    at k held in a register: per k the r old values and y0[k], y1[k] are loaded once and the r
+    new values formed (r (r + 2) FMAs with A, v0, v1 as constants). The old and the new w^T are
+    the two halves of one array ws (2r, d), indexed by literal rows: with ``k in range(d)`` and
+    ``d = ws.shape[1]`` LLVM proves that the new rows never overlap the old ones and vectorises
+    without run-time alias checks (which it gives up on beyond 8 pointer pairs). The loop over
+    d is written twice, once per direction (src = 0: rows 0..r-1 into r..2r-1; src = 1 back).
+
+    For r <= ``_FUSED`` one loop does everything: the new values are also dotted with z0, z1
+    and each other (lower triangle) and the data norms summed. For wider r these accumulators
+    and the constants outnumber the 16 vector registers (AVX2) and the spills cost more than
+    re-reading the new rows (from L1/L2), so the sweep is three loops: the new columns; their
+    fields and the data norms; their Q."""
+    R = range(r)
+    L = [f"def _sweep_r{r}(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):",
+         "    d = ws.shape[1]"]
+    L += ["    " + "; ".join(f"a{q}{p} = A[{q}, {p}]" for q in R) for p in R]
+    L += ["    " + "; ".join(f"b{p} = v0[{p}]" for p in R), "    " + "; ".join(f"e{p} = v1[{p}]" for p in R)]
+    acc = [f"l{p}" for p in R] + [f"m{p}" for p in R] + [f"q{p}{q}" for p in R for q in range(p + 1)]
+    L.append("    " + " = ".join(acc + ["s0", "s1", "s2"]) + " = 0.0")
+
+    ind = "            "
+    fields = [ind + "t0 = z0[k]; t1 = z1[k]",  # the new columns' sums with z0, z1; the data norms
+              ind + "; ".join(f"l{p} += n{p} * t0" for p in R),
+              ind + "; ".join(f"m{p} += n{p} * t1" for p in R),
+              ind + "s0 += t0 * t0; s1 += t0 * t1; s2 += t1 * t1"]
+    gram = [ind + "; ".join(f"q{p}{q} += n{p} * n{q}" for q in range(p + 1)) for p in R]  # lower triangle
+    for half in (0, 1):
+        old, new = half * r, (1 - half) * r
+        L.append("    if src == 0:" if half == 0 else "    else:")
+        L.append("        for k in range(d):")
+        L.append(ind + "; ".join(f"c{q} = ws[{old + q}, k]" for q in R) + "; u0 = y0[k]; u1 = y1[k]")
+        L += [ind + f"n{p} = " + " + ".join(f"a{q}{p} * c{q}" for q in R) + f" + b{p} * u0 + e{p} * u1" for p in R]
+        L.append(ind + "; ".join(f"ws[{new + p}, k] = n{p}" for p in R))
+        if r <= _FUSED:
+            L += fields + gram
+    if r > _FUSED:
+        L.append(f"    o = {r} if src == 0 else 0  # the first new row")
+        reload = ind[4:] + "; ".join(f"n{p} = ws[o + {p}, k]" for p in R)
+        for body in (fields, gram):
+            L += ["    for k in range(d):", reload] + [x[4:] for x in body]
+    L += [f"    lam0n[{p}] = l{p}; lam1n[{p}] = m{p}" for p in R]
+    L += ["    " + "; ".join(f"Qn[{p}, {q}] = q{p}{q}" for q in range(p + 1)) for p in R]
+    L.append("    nnn[0] = s0; nnn[1] = s1; nnn[2] = s2")
+    return "\n".join(L) + "\n"
+
+
+def _compile_sweep(r: int):
+    """njit of :func:`_sweep_source` (r); its source is registered with linecache for tracebacks.
+    Not cached by itself: it is compiled into, and cached with, its (cached) callers."""
+    import linecache
+
+    src = _sweep_source(r)
+    name = f"<hdae.simulation.kernels._sweep_source({r})>"
+    linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+    ns = {"__name__": __name__}
+    exec(compile(src, name, "exec"), ns)
+    return njit(fastmath=_FAST)(ns[f"_sweep_r{r}"])
+
+
+_sweep_r1, _sweep_r2, _sweep_r3, _sweep_r4 = (_compile_sweep(r) for r in range(1, _SPECIALISED + 1))
+
+
+@njit(cache=True)
+def _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
+    """One step's sweep over d: the new weights and the next step's sums over d.
+
+    ws (2r, d): rows src*r ... src*r + r - 1 hold the current w^T (cur); the new w^T (nxt) is
+    written into the other half, and nothing else in ws changes (the current state stays, for a
+    step that turns out non-finite):
+
+        nxt[p] = sum_q A[q, p] cur[q] + v0[p] y0 + v1[p] y1,
+
+    and, unnormalised: lam0n = nxt z0, lam1n = nxt z1, the lower triangle of Qn = nxt nxt^T (its
+    diagonal, the new column norms, is the finiteness check: summed directly, never updated
+    algebraically; the upper triangle is the caller's to fill), nnn = (|z0|^2, z0.z1, |z1|^2).
+    A (r, r), v0, v1 (r,), y0, y1, z0, z1 (d,); z may be y. r <= ``_SPECIALISED``: the generated
+    loops of :func:`_sweep_source`; wider: :func:`_sweep_blocked` (the two halves as cur, nxt)."""
+    r = A.shape[0]
+    if r == 1:
+        _sweep_r1(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    elif r == 2:
+        _sweep_r2(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    elif r == 3:
+        _sweep_r3(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    elif r == 4:
+        _sweep_r4(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    else:
+        _sweep_blocked(ws[src * r:src * r + r], ws[(1 - src) * r:(2 - src) * r], A, v0, v1, y0, y1, z0, z1, lam0n,
+                       lam1n, Qn, nnn)
+
+
 @njit(cache=True, fastmath=_FAST)
 def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, act, n_steps):
     """Steps of replica ``i`` in place on w (d, r); returns (new b, failing local step or -1).
 
-    Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop, in blocks of
-    ``_NB`` coordinates: one sweep per step forms every column of the new w from all the old ones
-    while the block is in L1, and in the same sweep the next step's fields, its Q (whose diagonal,
-    the new column norms, is the finiteness check) and its data norms."""
+    Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop: one sweep per
+    step (:func:`_sweep`) forms every column of the new w from all the old ones, and with it the
+    next step's fields, its Q (whose diagonal, the new column norms, is the finiteness check) and
+    its data norms."""
     d, r = w.shape
     T = alphas.shape[0]
     sd = math.sqrt(d)
     decay = 1.0 - lr * weight_decay / d
     cx = 2.0 * lr / sd
     cw = 2.0 * lr / d
-    cur = np.ascontiguousarray(w.T).astype(np.float64)
-    nxt = np.empty((r, d))
+    ws = np.empty((2 * r, d))  # w^T now (rows src*r ...) and next (the other half): see _sweep
+    ws[:r] = w.T
+    src = 0
     lam0 = np.empty(r)  # unnormalised sums over d: w^T y0, w^T y1, w^T w, (|y0|^2, y0.y1, |y1|^2)
     lam1 = np.empty(r)
     Q = np.empty((r, r))
@@ -186,7 +325,7 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
     b = b0
     failed = -1
     if n_steps > 0:
-        _fields(cur, x0[0, i], x1[0, i], lam0, lam1, Q, nn)
+        _fields(ws[:r], x0[0, i], x1[0, i], lam0, lam1, Q, nn)
     for j in range(n_steps):
         y0 = x0[j, i]
         y1 = x1[j, i]
@@ -232,40 +371,14 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
                     acc += omegas[t] * s[t, q] * s[t, p]
                 A[q, p] = -cw * acc
             A[p, p] += decay
-        # ---- one blocked sweep: the new w, and the next step's fields, Q (new column norms), norms
+        # ---- one sweep over d: the new w, and the next step's fields, Q (new column norms), norms
         if j + 1 < n_steps:
             z0 = x0[j + 1, i]
             z1 = x1[j + 1, i]
         else:  # last step: only the norms are needed
             z0 = y0
             z1 = y1
-        lam0n[:] = 0.0
-        lam1n[:] = 0.0
-        Qn[:, :] = 0.0
-        nnn[:] = 0.0
-        for lo in range(0, d, _NB):
-            hi = min(lo + _NB, d)
-            u0 = y0[lo:hi]
-            u1 = y1[lo:hi]
-            t0 = z0[lo:hi]
-            t1 = z1[lo:hi]
-            for p in range(r):
-                out = nxt[p, lo:hi]
-                _new_column(out, cur, lo, hi, p, A, v0[p], v1[p], u0, u1)
-                s0, s1, s2 = _dot3(out, t0, t1)
-                lam0n[p] += s0
-                lam1n[p] += s1
-                Qn[p, p] += s2
-                for q in range(0, p - 1, 2):
-                    s0, s1 = _dot2(out, nxt[q, lo:hi], nxt[q + 1, lo:hi])
-                    Qn[p, q] += s0
-                    Qn[p, q + 1] += s1
-                if p % 2 == 1:
-                    Qn[p, p - 1] += _dot(out, nxt[p - 1, lo:hi])
-            s0, s1, s2 = _dot3(t0, t1, t1)  # (t0.t1, t0.t1, t0.t0): the data norms below
-            nnn[0] += s2
-            nnn[1] += s0
-            nnn[2] += _dot(t1, t1)
+        _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
         ok = True
         for p in range(r):
             ok = ok and math.isfinite(Qn[p, p])
@@ -276,12 +389,12 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
             failed = j
             break
         b = b_new
-        cur, nxt = nxt, cur
+        src = 1 - src
         lam0, lam0n = lam0n, lam0
         lam1, lam1n = lam1n, lam1
         Q, Qn = Qn, Q
         nn, nnn = nnn, nn
-    w[:, :] = cur.T
+    w[:, :] = ws[src * r:src * r + r].T
     return b, failed
 
 
