@@ -129,34 +129,6 @@ def _new_column(out, cur, lo, hi, p, A, a0, a1, u0, u1):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _fields(wt, y0, y1, lam0, lam1, Q, nn):
-    """One blocked sweep over d: lam0 = wt y0, lam1 = wt y1, Q = wt wt^T (unnormalised, lower
-    triangle and mirror) and nn = (|y0|^2, y0.y1, |y1|^2)."""
-    r, d = wt.shape
-    lam0[:] = 0.0
-    lam1[:] = 0.0
-    Q[:, :] = 0.0
-    nn[:] = 0.0
-    for lo in range(0, d, _NB):
-        hi = min(lo + _NB, d)
-        u0 = y0[lo:hi]
-        u1 = y1[lo:hi]
-        nn[0] += _dot(u0, u0)
-        nn[1] += _dot(u0, u1)
-        nn[2] += _dot(u1, u1)
-        for p in range(r):
-            wp = wt[p, lo:hi]
-            lam0[p] += _dot(wp, u0)
-            lam1[p] += _dot(wp, u1)
-            for q in range(p + 1):
-                Q[p, q] += _dot(wp, wt[q, lo:hi])
-    for p in range(r):
-        for q in range(p):
-            Q[q, p] = Q[p, q]
-
-
-# ----------------------------------------------------------------------------- the sweep of one step
-@njit(cache=True, fastmath=_FAST)
 def _sweep_blocked(cur, nxt, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
     """:func:`_sweep` for any width, from cur (r, d) into nxt (r, d), in blocks of ``_NB``
     coordinates: each column of a block of nxt is formed from the whole old block while it is in
@@ -325,7 +297,18 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
     b = b0
     failed = -1
     if n_steps > 0:
-        _fields(ws[:r], x0[0, i], x1[0, i], lam0, lam1, Q, nn)
+        # the first step's sums over d from a sweep that copies w (A = I, v0 = v1 = 0: exactly) into the
+        # other half: bitwise the sums that a previous step's sweep forms, so chunks never change results
+        A[:, :] = 0.0
+        for p in range(r):
+            A[p, p] = 1.0
+        v0[:] = 0.0
+        v1[:] = 0.0
+        _sweep(ws, src, A, v0, v1, x0[0, i], x1[0, i], x0[0, i], x1[0, i], lam0, lam1, Q, nn)
+        src = 1 - src
+        for p in range(r):
+            for q in range(p):
+                Q[q, p] = Q[p, q]
     for j in range(n_steps):
         y0 = x0[j, i]
         y1 = x1[j, i]

@@ -137,8 +137,8 @@ class OnlineSGD:
             raise ValueError(f"backend must be auto, kernel or torch, not {backend!r}")
         if backend == "kernel" and self.device_type != "cpu":
             raise ValueError("the SGD kernel runs on CPU only; use backend='torch' on " + str(self.device))
-        self._x0_buffer = None
         self._t = None
+        self._train_per_draw, self._timed_chunks = None, 0  # the overlap's balance (see _split)
         self.backend = ("kernel" if self.device_type == "cpu" else "torch") if backend == "auto" else backend
 
     # ------------------------------------------------------------------ torch views, made on first use
@@ -368,7 +368,7 @@ class OnlineSGD:
 
         from . import normals
 
-        if getattr(self, "_train_per_draw", None) is not None and self._timed_chunks >= 2:
+        if self._timed_chunks >= 2:
             rho = self._train_per_draw
             return int(min(m_next, max(0, round((rho * m + m_next) / 2))))
         t0 = time.perf_counter()
@@ -377,7 +377,7 @@ class OnlineSGD:
         normals.fill_training(nx0, nx1, 0, m_next, *keys, start_next, *mixture)
         t2 = time.perf_counter()
         self._train_per_draw = ((t1 - t0) / m) / max((t2 - t1) / m_next, 1e-12)  # per step
-        self._timed_chunks = getattr(self, "_timed_chunks", 0) + 1  # the first may include compiling
+        self._timed_chunks += 1  # the first may include compiling
         return None
 
     def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all):
