@@ -166,6 +166,9 @@ class GenerationsSpec:
 
 @dataclass(frozen=True)
 class SimulationSpec:
+    """[simulation]: ``dtype`` of the weights; ``chunk``: at most this many SGD steps per kernel call
+    (memory and speed only: on CPU a mixture target's data are counter-based streams, so results do
+    not depend on it); ``sample_batch``: samples per call of the d-dimensional sampler."""
     dtype: str
     chunk: int
     sample_batch: int

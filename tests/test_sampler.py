@@ -155,7 +155,7 @@ def test_probability_flow_with_zero_weights_is_a_scalar_map(schedule, backend):
     X, Z = sample_finite_d(w, _as(backend, b), co, n, _as(backend, np.eye(d)), "sigmoid", _gen(backend, 11))
     X, Z = _np(X), _np(Z)
     if backend == "numpy":  # X_0: the first draw of the generator (ziggurat normals seeded from it)
-        from hdae.simulation.kernels import standard_normal
+        from hdae.simulation.normals import standard_normal
 
         X0 = standard_normal(np.empty((3, n, d)), np.random.default_rng(11).integers(2**63))
     else:

@@ -228,9 +228,11 @@ def _replay_first_failure(problem, sim):
     done, stats = 0, []
     for target in checkpoint_steps(tr.checkpoints, d, tr.lr):
         remaining = int(target) - done
+        keys, local = sgd.data_keys(g), 0  # one pair of stream keys per run_replicas call
         while remaining > 0:
             m = min(chunk, remaining)
-            x0, x1 = (torch.as_tensor(x) for x in sgd.draw(m, 1, g))
+            x0, x1 = (torch.as_tensor(x) for x in sgd.training_data(keys, local, m, 1))
+            local += m
             for j in range(m):
                 sgd.step(w, b, x0[j], x1[j])
                 # diverged: b, or w^T w/d (hence w and every statistic), no longer finite

@@ -154,32 +154,6 @@ def test_backend_validation(small_problem):
         OnlineSGD(kern.target, [1.0], [0.0], [1.0], 0.1, 0.0, "tanh", "cpu", F64, "numpy")
 
 
-def test_standard_normal_distribution():
-    """The ziggurat normals: moments, tails and the Kolmogorov-Smirnov distance of N(0, 1);
-    a function of the seed alone (the block streams do not depend on the thread count)."""
-    from math import erf, sqrt
-
-    from hdae.simulation.kernels import standard_normal
-
-    n = 2_000_000
-    x = standard_normal(np.empty(n), 123)
-    assert abs(x.mean()) < 5 / sqrt(n)
-    assert abs(x.var() - 1) < 5 * sqrt(2 / n)
-    assert abs(np.mean(x**3)) < 5 * sqrt(15 / n)
-    assert abs(np.mean(x**4) - 3) < 5 * sqrt(96 / n)
-    for a in (1.0, 2.5, 3.442619855899, 4.0):  # 3.44: the ziggurat's base-strip / tail boundary
-        p = 1 - erf(a / sqrt(2))
-        assert abs(np.mean(np.abs(x) > a) - p) < 5 * sqrt(p / n) + 1e-7, a
-    xs = np.sort(x[:200_000])
-    cdf = 0.5 * (1 + np.vectorize(erf)(xs / sqrt(2)))
-    ks = np.max(np.abs(cdf - np.arange(1, xs.size + 1) / xs.size))
-    assert ks < 1.95 / sqrt(xs.size)  # 99.9% level
-    np.testing.assert_array_equal(standard_normal(np.empty(n), 123), x)
-    assert not np.array_equal(standard_normal(np.empty(1000), 124), x[:1000])
-    y = standard_normal(np.empty((2, 1000), dtype=np.float32), 9)
-    assert y.dtype == np.float32 and abs(y.std() - 1) < 0.1
-
-
 def _numpy_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, sig, dsig, n_steps):
     """The update of the kernel's module docstring in plain numpy, one replica: (w, b, failed)."""
     d = w.shape[0]
@@ -205,11 +179,12 @@ def _numpy_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, sig, dsi
     return w, b, -1
 
 
-@pytest.mark.parametrize("r", [1, 2, 4, 5, 6, 7])
+@pytest.mark.parametrize("r", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_kernel_blocks_equal_numpy_update(r, activation):
-    """Every width (the kernel's column passes differ for r = 1, 2, 3 and r >= 4) and a d of two
-    full blocks and a partial one: the kernel follows the plain update, and stops at its failing step."""
+    """Every kind of sweep (generated: one loop for r = 1, 2, three for r = 3, 4; blocked for r >= 5,
+    whose column passes differ for r = 5, 6, 7) and a d of two full blocks and a partial one: the
+    kernel follows the plain update, and stops at its failing step."""
     from hdae import activations
     from hdae.simulation import kernels
 
@@ -232,3 +207,55 @@ def test_kernel_blocks_equal_numpy_update(r, activation):
             assert abs(b[i] - be) <= 1e-11 * max(1.0, abs(be))
         if scale > 1.0 and activation == "relu":  # (tanh stays bounded here)
             assert (failed >= 0).all()
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("d", [1, 7, 601])
+def test_sweep_equals_numpy(r, d):
+    """kernels._sweep, one step's pass over d (generated loops for r <= 4, blocked beyond), against
+    numpy: both directions of the two-half buffer (the old half untouched, the new half's previous
+    contents irrelevant), z distinct from y and z the same arrays as y (the last step), d below
+    and off the vector width and the block size, float64 and float32 data; to 1e-12 of the sums
+    of absolute terms (the data norms of float32 data to float32 rounding, as before)."""
+    from hdae.simulation import kernels
+
+    rng = np.random.default_rng(10 * r + d)
+    A = np.eye(r) + 0.3 * rng.standard_normal((r, r))
+    v0, v1 = rng.standard_normal(r), rng.standard_normal(r)
+    cur = rng.standard_normal((r, d))
+    data = rng.standard_normal((4, d))
+
+    def close(actual, expected, scale, rtol=1e-12):
+        err, scale = np.abs(np.asarray(actual) - np.asarray(expected)), np.asarray(scale)
+        assert np.all(err <= rtol * scale), np.max(err / scale)
+
+    for dtype in (np.float64, np.float32):
+        y0, y1, z0, z1 = data.astype(dtype)
+        for src in (0, 1):
+            for t0, t1 in ((z0, z1), (y0, y1)):
+                ws = rng.standard_normal((2 * r, d))
+                ws[src * r:src * r + r] = cur
+                old_half = ws[src * r:src * r + r].copy()
+                lam0n, lam1n, Qn, nnn = (np.full(shape, np.nan) for shape in (r, r, (r, r), 3))
+                kernels._sweep(ws, src, A, v0, v1, y0, y1, t0, t1, lam0n, lam1n, Qn, nnn)
+                u0, u1, s0, s1 = (np.asarray(x, np.float64) for x in (y0, y1, t0, t1))
+                nxt = A.T @ cur + np.outer(v0, u0) + np.outer(v1, u1)
+                np.testing.assert_array_equal(ws[src * r:src * r + r], old_half)
+                close(ws[(1 - src) * r:(2 - src) * r], nxt,
+                      np.abs(A.T) @ np.abs(cur) + np.outer(np.abs(v0), np.abs(u0)) + np.outer(np.abs(v1), np.abs(u1)))
+                close(lam0n, nxt @ s0, np.abs(nxt) @ np.abs(s0))
+                close(lam1n, nxt @ s1, np.abs(nxt) @ np.abs(s1))
+                low = np.tril_indices(r)
+                close(Qn[low], (nxt @ nxt.T)[low], (np.abs(nxt) @ np.abs(nxt).T)[low])
+                close(nnn, [s0 @ s0, s0 @ s1, s1 @ s1], [s0 @ s0, np.abs(s0) @ np.abs(s1), s1 @ s1],
+                      1e-12 if dtype == np.float64 else 1e-6)  # products of float32 data are float32
+
+
+def test_sweep_source_compiles_for_any_width():
+    """The template of the generated sweeps is valid for widths beyond those compiled in."""
+    from hdae.simulation import kernels
+
+    for r in (1, 3, 6):
+        ns = {}
+        exec(kernels._sweep_source(r), ns)
+        assert callable(ns[f"_sweep_r{r}"])

@@ -1,6 +1,6 @@
 """Finite-d simulation speed, whole processes: `hdae simulate` against the plain torch autograd loop.
 
-Usage: python validation/benchmark_simulate.py [busy=0] [steps=N] [sizes=2000x2:100000,2000x4:100000,10000x2:20000,10000x4:20000]
+Usage: python validation/benchmark_simulate.py [busy=0] [steps=N] [sizes=2000x2:100000,2000x4:100000,10000x2:100000,10000x4:100000]
 
 For every (d, r) of ``sizes`` (D x R : steps), the same number of online-SGD steps in both processes,
 on fig2's trimodal mixture (tanh, t = 1/2); ``steps=N`` gives every size N steps. The default step
@@ -155,7 +155,7 @@ def block(sizes, label):
 def main():
     args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
     sizes = {}
-    for item in args.get("sizes", "2000x2:100000,2000x4:100000,10000x2:20000,10000x4:20000").split(","):
+    for item in args.get("sizes", "2000x2:100000,2000x4:100000,10000x2:100000,10000x4:100000").split(","):
         dr, _, n = item.partition(":")
         sizes[tuple(int(v) for v in dr.split("x"))] = int(args.get("steps", n or 20000))
     idle = block(sizes, "idle (no extra load)")

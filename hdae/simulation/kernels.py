@@ -10,17 +10,20 @@ the derivation note) for every replica, given pre-drawn data x0, x1 of shape (m,
     w   <- (1 - eta lambda/d) w - eta [(2/sqrt d)(x0 v0^T - x1 v1^T) + (2/d) w S]
     b   <- b - (eta/d^2) 2 sum_t omega_t (b |x_t|^2 + sigma_t . h_t - x1 . x_t)
 
-Each replica costs one sweep over its d x r weights per step, in blocks of d that stay in L1:
-a block of the new w is formed from the whole old block and x0, x1, and dotted at once with the
-next step's data (its fields) and with itself (its Q, whose diagonal holds the column norms for
-the finiteness check), and the next data norms are summed: about (3 r^2 + 9 r + 6) d flops a
-step, and no Python runs between steps. Replicas run in parallel (``prange``): the
-coarse parallelism that stays fast when other processes take cores.
+Each replica costs one sweep over its d x r weights per step (:func:`_sweep`): the new w is
+formed from the old one and x0, x1, and dotted with the next step's data (its fields) and with
+itself (its Q, whose diagonal holds the column norms for the finiteness check), and the next data
+norms are summed: about (3 r^2 + 9 r + 6) d flops a step, and no Python runs between steps. For
+r <= 4 the sweep is generated code with every column in a register (one to three vectorised
+loops over d, :func:`_sweep_source`), beyond that blocks of d that stay in L1. The old and the
+new w^T are the two halves of one buffer. Replicas run in parallel (``prange``): the coarse
+parallelism that stays fast when other processes take cores.
 
 A replica stops at its first step after which b or a column norm of w is non-finite (the
 criterion of the torch path): its weights stay at the state just before that step and its
 local step index is written to ``failed`` (-1 when it completed all steps). The other
-replicas go on. Drawing the data stays outside (the target's ``draw``).
+replicas go on. The data are drawn outside (:mod:`hdae.simulation.normals`, or the target's
+``draw``); :func:`sgd_steps_overlapped` draws the next chunk on a second core meanwhile.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..activations import nb_dsigma, nb_sigma
+from .normals import _MASK64, ZIG_F, ZIG_R, ZIG_X, fill, fill_training
 
 
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # vectorised sums; NaN/inf semantics kept for the checks
@@ -125,48 +129,157 @@ def _new_column(out, cur, lo, hi, p, A, a0, a1, u0, u1):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _fields(wt, y0, y1, lam0, lam1, Q, nn):
-    """One blocked sweep over d: lam0 = wt y0, lam1 = wt y1, Q = wt wt^T (unnormalised, lower
-    triangle and mirror) and nn = (|y0|^2, y0.y1, |y1|^2)."""
-    r, d = wt.shape
-    lam0[:] = 0.0
-    lam1[:] = 0.0
-    Q[:, :] = 0.0
-    nn[:] = 0.0
+def _sweep_blocked(cur, nxt, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
+    """:func:`_sweep` for any width, from cur (r, d) into nxt (r, d), in blocks of ``_NB``
+    coordinates: each column of a block of nxt is formed from the whole old block while it is in
+    L1 and dotted at once with the data and the block's earlier columns."""
+    r, d = cur.shape
+    lam0n[:] = 0.0
+    lam1n[:] = 0.0
+    Qn[:, :] = 0.0
+    nnn[:] = 0.0
     for lo in range(0, d, _NB):
         hi = min(lo + _NB, d)
         u0 = y0[lo:hi]
         u1 = y1[lo:hi]
-        nn[0] += _dot(u0, u0)
-        nn[1] += _dot(u0, u1)
-        nn[2] += _dot(u1, u1)
+        t0 = z0[lo:hi]
+        t1 = z1[lo:hi]
         for p in range(r):
-            wp = wt[p, lo:hi]
-            lam0[p] += _dot(wp, u0)
-            lam1[p] += _dot(wp, u1)
-            for q in range(p + 1):
-                Q[p, q] += _dot(wp, wt[q, lo:hi])
-    for p in range(r):
-        for q in range(p):
-            Q[q, p] = Q[p, q]
+            out = nxt[p, lo:hi]
+            _new_column(out, cur, lo, hi, p, A, v0[p], v1[p], u0, u1)
+            s0, s1, s2 = _dot3(out, t0, t1)
+            lam0n[p] += s0
+            lam1n[p] += s1
+            Qn[p, p] += s2
+            for q in range(0, p - 1, 2):
+                s0, s1 = _dot2(out, nxt[q, lo:hi], nxt[q + 1, lo:hi])
+                Qn[p, q] += s0
+                Qn[p, q + 1] += s1
+            if p % 2 == 1:
+                Qn[p, p - 1] += _dot(out, nxt[p - 1, lo:hi])
+        s0, s1, s2 = _dot3(t0, t1, t1)  # (t0.t1, t0.t1, t0.t0): the data norms below
+        nnn[0] += s2
+        nnn[1] += s0
+        nnn[2] += _dot(t1, t1)
+
+
+_SPECIALISED = 4  # widths r <= this get a generated sweep (_sweep_r1 ...); wider ones take _sweep_blocked
+_FUSED = 2  # widths r <= this do their whole sweep in one loop
+
+
+def _sweep_source(r: int) -> str:
+    """Python source of ``_sweep_r{r}``: :func:`_sweep` for the width r, written out (numba cannot
+    unroll a loop over a runtime r); ``print(_sweep_source(2))`` shows one.
+
+    Every loop runs over the whole of d and vectorises over the coordinate k, each column's value
+    at k held in a register: per k the r old values and y0[k], y1[k] are loaded once and the r
+    new values formed (r (r + 2) FMAs with A, v0, v1 as constants). The old and the new w^T are
+    the two halves of one array ws (2r, d), indexed by literal rows: with ``k in range(d)`` and
+    ``d = ws.shape[1]`` LLVM proves that the new rows never overlap the old ones and vectorises
+    without run-time alias checks (which it gives up on beyond 8 pointer pairs). The loop over
+    d is written twice, once per direction (src = 0: rows 0..r-1 into r..2r-1; src = 1 back).
+
+    For r <= ``_FUSED`` one loop does everything: the new values are also dotted with z0, z1
+    and each other (lower triangle) and the data norms summed. For wider r these accumulators
+    and the constants outnumber the 16 vector registers (AVX2) and the spills cost more than
+    re-reading the new rows (from L1/L2), so the sweep is three loops: the new columns; their
+    fields and the data norms; their Q."""
+    R = range(r)
+    L = [f"def _sweep_r{r}(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):",
+         "    d = ws.shape[1]"]
+    L += ["    " + "; ".join(f"a{q}{p} = A[{q}, {p}]" for q in R) for p in R]
+    L += ["    " + "; ".join(f"b{p} = v0[{p}]" for p in R), "    " + "; ".join(f"e{p} = v1[{p}]" for p in R)]
+    acc = [f"l{p}" for p in R] + [f"m{p}" for p in R] + [f"q{p}{q}" for p in R for q in range(p + 1)]
+    L.append("    " + " = ".join(acc + ["s0", "s1", "s2"]) + " = 0.0")
+
+    ind = "            "
+    fields = [ind + "t0 = z0[k]; t1 = z1[k]",  # the new columns' sums with z0, z1; the data norms
+              ind + "; ".join(f"l{p} += n{p} * t0" for p in R),
+              ind + "; ".join(f"m{p} += n{p} * t1" for p in R),
+              ind + "s0 += t0 * t0; s1 += t0 * t1; s2 += t1 * t1"]
+    gram = [ind + "; ".join(f"q{p}{q} += n{p} * n{q}" for q in range(p + 1)) for p in R]  # lower triangle
+    for half in (0, 1):
+        old, new = half * r, (1 - half) * r
+        L.append("    if src == 0:" if half == 0 else "    else:")
+        L.append("        for k in range(d):")
+        L.append(ind + "; ".join(f"c{q} = ws[{old + q}, k]" for q in R) + "; u0 = y0[k]; u1 = y1[k]")
+        L += [ind + f"n{p} = " + " + ".join(f"a{q}{p} * c{q}" for q in R) + f" + b{p} * u0 + e{p} * u1" for p in R]
+        L.append(ind + "; ".join(f"ws[{new + p}, k] = n{p}" for p in R))
+        if r <= _FUSED:
+            L += fields + gram
+    if r > _FUSED:
+        L.append(f"    o = {r} if src == 0 else 0  # the first new row")
+        reload = ind[4:] + "; ".join(f"n{p} = ws[o + {p}, k]" for p in R)
+        for body in (fields, gram):
+            L += ["    for k in range(d):", reload] + [x[4:] for x in body]
+    L += [f"    lam0n[{p}] = l{p}; lam1n[{p}] = m{p}" for p in R]
+    L += ["    " + "; ".join(f"Qn[{p}, {q}] = q{p}{q}" for q in range(p + 1)) for p in R]
+    L.append("    nnn[0] = s0; nnn[1] = s1; nnn[2] = s2")
+    return "\n".join(L) + "\n"
+
+
+def _compile_sweep(r: int):
+    """njit of :func:`_sweep_source` (r); its source is registered with linecache for tracebacks.
+    Not cached by itself: it is compiled into, and cached with, its (cached) callers."""
+    import linecache
+
+    src = _sweep_source(r)
+    name = f"<hdae.simulation.kernels._sweep_source({r})>"
+    linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+    ns = {"__name__": __name__}
+    exec(compile(src, name, "exec"), ns)
+    return njit(fastmath=_FAST)(ns[f"_sweep_r{r}"])
+
+
+_sweep_r1, _sweep_r2, _sweep_r3, _sweep_r4 = (_compile_sweep(r) for r in range(1, _SPECIALISED + 1))
+
+
+@njit(cache=True)
+def _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
+    """One step's sweep over d: the new weights and the next step's sums over d.
+
+    ws (2r, d): rows src*r ... src*r + r - 1 hold the current w^T (cur); the new w^T (nxt) is
+    written into the other half, and nothing else in ws changes (the current state stays, for a
+    step that turns out non-finite):
+
+        nxt[p] = sum_q A[q, p] cur[q] + v0[p] y0 + v1[p] y1,
+
+    and, unnormalised: lam0n = nxt z0, lam1n = nxt z1, the lower triangle of Qn = nxt nxt^T (its
+    diagonal, the new column norms, is the finiteness check: summed directly, never updated
+    algebraically; the upper triangle is the caller's to fill), nnn = (|z0|^2, z0.z1, |z1|^2).
+    A (r, r), v0, v1 (r,), y0, y1, z0, z1 (d,); z may be y. r <= ``_SPECIALISED``: the generated
+    loops of :func:`_sweep_source`; wider: :func:`_sweep_blocked` (the two halves as cur, nxt)."""
+    r = A.shape[0]
+    if r == 1:
+        _sweep_r1(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    elif r == 2:
+        _sweep_r2(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    elif r == 3:
+        _sweep_r3(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    elif r == 4:
+        _sweep_r4(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+    else:
+        _sweep_blocked(ws[src * r:src * r + r], ws[(1 - src) * r:(2 - src) * r], A, v0, v1, y0, y1, z0, z1, lam0n,
+                       lam1n, Qn, nnn)
 
 
 @njit(cache=True, fastmath=_FAST)
 def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, act, n_steps):
     """Steps of replica ``i`` in place on w (d, r); returns (new b, failing local step or -1).
 
-    Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop, in blocks of
-    ``_NB`` coordinates: one sweep per step forms every column of the new w from all the old ones
-    while the block is in L1, and in the same sweep the next step's fields, its Q (whose diagonal,
-    the new column norms, is the finiteness check) and its data norms."""
+    Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop: one sweep per
+    step (:func:`_sweep`) forms every column of the new w from all the old ones, and with it the
+    next step's fields, its Q (whose diagonal, the new column norms, is the finiteness check) and
+    its data norms."""
     d, r = w.shape
     T = alphas.shape[0]
     sd = math.sqrt(d)
     decay = 1.0 - lr * weight_decay / d
     cx = 2.0 * lr / sd
     cw = 2.0 * lr / d
-    cur = np.ascontiguousarray(w.T).astype(np.float64)
-    nxt = np.empty((r, d))
+    ws = np.empty((2 * r, d))  # w^T now (rows src*r ...) and next (the other half): see _sweep
+    ws[:r] = w.T
+    src = 0
     lam0 = np.empty(r)  # unnormalised sums over d: w^T y0, w^T y1, w^T w, (|y0|^2, y0.y1, |y1|^2)
     lam1 = np.empty(r)
     Q = np.empty((r, r))
@@ -184,7 +297,18 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
     b = b0
     failed = -1
     if n_steps > 0:
-        _fields(cur, x0[0, i], x1[0, i], lam0, lam1, Q, nn)
+        # the first step's sums over d from a sweep that copies w (A = I, v0 = v1 = 0: exactly) into the
+        # other half: bitwise the sums that a previous step's sweep forms, so chunks never change results
+        A[:, :] = 0.0
+        for p in range(r):
+            A[p, p] = 1.0
+        v0[:] = 0.0
+        v1[:] = 0.0
+        _sweep(ws, src, A, v0, v1, x0[0, i], x1[0, i], x0[0, i], x1[0, i], lam0, lam1, Q, nn)
+        src = 1 - src
+        for p in range(r):
+            for q in range(p):
+                Q[q, p] = Q[p, q]
     for j in range(n_steps):
         y0 = x0[j, i]
         y1 = x1[j, i]
@@ -230,40 +354,14 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
                     acc += omegas[t] * s[t, q] * s[t, p]
                 A[q, p] = -cw * acc
             A[p, p] += decay
-        # ---- one blocked sweep: the new w, and the next step's fields, Q (new column norms), norms
+        # ---- one sweep over d: the new w, and the next step's fields, Q (new column norms), norms
         if j + 1 < n_steps:
             z0 = x0[j + 1, i]
             z1 = x1[j + 1, i]
         else:  # last step: only the norms are needed
             z0 = y0
             z1 = y1
-        lam0n[:] = 0.0
-        lam1n[:] = 0.0
-        Qn[:, :] = 0.0
-        nnn[:] = 0.0
-        for lo in range(0, d, _NB):
-            hi = min(lo + _NB, d)
-            u0 = y0[lo:hi]
-            u1 = y1[lo:hi]
-            t0 = z0[lo:hi]
-            t1 = z1[lo:hi]
-            for p in range(r):
-                out = nxt[p, lo:hi]
-                _new_column(out, cur, lo, hi, p, A, v0[p], v1[p], u0, u1)
-                s0, s1, s2 = _dot3(out, t0, t1)
-                lam0n[p] += s0
-                lam1n[p] += s1
-                Qn[p, p] += s2
-                for q in range(0, p - 1, 2):
-                    s0, s1 = _dot2(out, nxt[q, lo:hi], nxt[q + 1, lo:hi])
-                    Qn[p, q] += s0
-                    Qn[p, q + 1] += s1
-                if p % 2 == 1:
-                    Qn[p, p - 1] += _dot(out, nxt[p - 1, lo:hi])
-            s0, s1, s2 = _dot3(t0, t1, t1)  # (t0.t1, t0.t1, t0.t0): the data norms below
-            nnn[0] += s2
-            nnn[1] += s0
-            nnn[2] += _dot(t1, t1)
+        _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
         ok = True
         for p in range(r):
             ok = ok and math.isfinite(Qn[p, p])
@@ -274,12 +372,12 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
             failed = j
             break
         b = b_new
-        cur, nxt = nxt, cur
+        src = 1 - src
         lam0, lam0n = lam0n, lam0
         lam1, lam1n = lam1n, lam1
         Q, Qn = Qn, Q
         nn, nnn = nnn, nn
-    w[:, :] = cur.T
+    w[:, :] = ws[src * r:src * r + r].T
     return b, failed
 
 
@@ -301,166 +399,30 @@ def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_step
                                          n_steps)
 
 
-@njit(cache=True)
-def mixture_affine(z, c, centroids, std):
-    """In place, row by row: z[i] <- centroids[c[i]] + std[c[i]] * z[i] (a mixture draw from N(0, I)
-    draws z (n, d) and cluster labels c (n,); centroids and std (K, d)), without gathered copies."""
-    n, d = z.shape
-    for i in range(n):
-        ci = c[i]
-        for k in range(d):
-            z[i, k] = centroids[ci, k] + std[ci, k] * z[i, k]
-
-
-# ----------------------------------------------------------------------------- fast N(0, 1) draws
-# Doornik's ZIGNOR ziggurat (128 layers; J. A. Doornik, "An improved ziggurat method to generate
-# normal random samples", 2005) on xoshiro256++ (Blackman & Vigna), seeded through splitmix64.
-# The layer index and the uniform come from disjoint bits of one 64-bit draw.
-def _zig_tables(n=128, r=3.442619855899, v=9.91256303526217e-3):
-    x = np.empty(n + 1)
-    f = math.exp(-0.5 * r * r)
-    x[0] = v / f
-    x[1] = r
-    x[n] = 0.0
-    for i in range(2, n):
-        x[i] = math.sqrt(-2.0 * math.log(v / x[i - 1] + f))
-        f = math.exp(-0.5 * x[i] * x[i])
-    ratio = x[1:] / x[:-1]
-    return x, ratio
-
-
-_ZIG_X, _ZIG_R = _zig_tables()
-_ZIG_TAIL = 3.442619855899
-_U53 = 1.0 / 9007199254740992.0  # 2^-53
-_MASK64 = (1 << 64) - 1
-
-
-@njit(cache=True, inline="always")
-def _rotl(x, k):
-    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
-
-
-@njit(cache=True, inline="always")
-def _next(s):
-    """xoshiro256++ on the state s (4,) uint64, in place."""
-    result = _rotl(s[0] + s[3], 23) + s[0]
-    t = s[1] << np.uint64(17)
-    s[2] ^= s[0]
-    s[3] ^= s[1]
-    s[1] ^= s[2]
-    s[0] ^= s[3]
-    s[2] ^= t
-    s[3] = _rotl(s[3], 45)
-    return result
-
-
-@njit(cache=True)
-def _seed_state(seed):
-    """xoshiro256++ state from a 64-bit seed through splitmix64 (never all zero)."""
-    s = np.empty(4, dtype=np.uint64)
-    z = np.uint64(seed)
-    for k in range(4):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        y = z
-        y = (y ^ (y >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        y = (y ^ (y >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        s[k] = y ^ (y >> np.uint64(31))
-    return s
-
-
-@njit(cache=True, inline="always")
-def _uniform(s):
-    return float(_next(s) >> np.uint64(11)) * 1.1102230246251565e-16  # [0, 1), 2^-53 resolution
-
-
-@njit(cache=True)
-def _fill_normal(flat, seed, X, R):
-    """The ziggurat's fast path inline, with the generator state in registers."""
-    st = _seed_state(seed)
-    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
-    k = 0
-    n = flat.shape[0]
-    while k < n:
-        u64 = ((((s0 + s3) << np.uint64(23)) | ((s0 + s3) >> np.uint64(41)))) + s0
-        t = s1 << np.uint64(17)
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
-        i = int(u64 & np.uint64(127))
-        u = float(u64 >> np.uint64(11)) * 2.220446049250313e-16 - 1.0
-        if abs(u) < R[i]:
-            flat[k] = u * X[i]
-            k += 1
-            continue
-        st[0], st[1], st[2], st[3] = s0, s1, s2, s3
-        flat[k] = _normal_slow(st, u, i, X, R)
-        k += 1
-        s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
-
-
-@njit(cache=True)
-def _normal_slow(s, u, i, X, R):
-    """The ziggurat's rare branches for a rejected (u, i); then ordinary draws until acceptance."""
-    while True:
-        if abs(u) < R[i]:
-            return u * X[i]
-        if i == 0:  # the tail beyond X[1] = r (Marsaglia's method)
-            while True:
-                a = math.log(1.0 - _uniform(s)) / 3.442619855899
-                e = math.log(1.0 - _uniform(s))
-                if -2.0 * e >= a * a:
-                    break
-            return a - 3.442619855899 if u < 0.0 else 3.442619855899 - a
-        x = u * X[i]
-        f0 = math.exp(-0.5 * (X[i] * X[i] - x * x))
-        f1 = math.exp(-0.5 * (X[i + 1] * X[i + 1] - x * x))
-        if f1 + _uniform(s) * (f0 - f1) < 1.0:
-            return x
-        u64 = _next(s)
-        i = int(u64 & np.uint64(127))
-        u = float(u64 >> np.uint64(11)) * 2.220446049250313e-16 - 1.0
-
-
-_BLOCK = 1 << 15  # numbers per independently seeded stream: the result never depends on the thread count
-
-
 @njit(cache=True, parallel=True)
-def _fill_normal_blocks(flat, seed, X, R):
-    n_blocks = (flat.shape[0] + _BLOCK - 1) // _BLOCK
-    for blk in prange(n_blocks):
-        lo = blk * _BLOCK
-        hi = min(lo + _BLOCK, flat.shape[0])
-        _fill_normal(flat[lo:hi], seed ^ (np.uint64(blk) * np.uint64(0xD1B54A32D192ED03)), X, R)
-
-
-def standard_normal(out: np.ndarray, seed: int) -> np.ndarray:
-    """Fill ``out`` (C-contiguous, float64 or float32) with iid N(0, 1), a function of ``seed`` only.
-
-    About 3x faster than numpy's ``Generator.standard_normal`` and 8x faster than torch's float64
-    ``randn`` on one core; blocks of 2^15 numbers are independent streams filled in parallel."""
-    flat = out.reshape(-1)
-    if flat.shape[0] <= _BLOCK:
-        _fill_normal(flat, np.uint64(int(seed) & _MASK64), _ZIG_X, _ZIG_R)
-    else:
-        _fill_normal_blocks(flat, np.uint64(int(seed) & _MASK64), _ZIG_X, _ZIG_R)
-    return out
+def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed,
+                         next_x0, next_x1, m_next, split, key0, key1, start_next, cum, centroids, std, X, R, F):
+    """:func:`sgd_steps` on the chunk (x0, x1) while the next chunk's training data are drawn into
+    (next_x0, next_x1) (:func:`hdae.simulation.normals.fill_training`, its steps start_next ...):
+    task 0 trains every replica in turn and then draws rows split .. m_next - 1 of the next chunk,
+    task 1 draws rows 0 .. split - 1. With two threads the tasks run at once (``split`` balances
+    them); with one they run in turn. The numbers do not depend on ``split`` or the threads."""
+    n = w.shape[0]
+    for task in prange(2):
+        if task == 0:
+            for i in range(n):
+                failed[i] = -1
+                if not skip[i]:
+                    b[i], failed[i] = _replica_steps(w[i], b[i], x0, x1, i, alphas, betas, omegas, lr, weight_decay,
+                                                     act, n_steps)
+            fill_training(next_x0, next_x1, split, m_next, key0, key1, start_next, cum, centroids, std, X, R, F)
+        else:
+            fill_training(next_x0, next_x1, 0, split, key0, key1, start_next, cum, centroids, std, X, R, F)
 
 
 # ----------------------------------------------------------------------------- the d-dimensional sampler
-@njit(cache=True, inline="always")
-def _mix64(z):
-    """splitmix64's finaliser (a bijection of 64-bit words): decorrelated stream seeds."""
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 @njit(cache=True, parallel=True, fastmath=_FAST)
-def _sampler_paths(X, wt, scale, coef, noise_sd, act, seed, ZX, ZR):
+def _sampler_paths(X, wt, scale, coef, noise_sd, act, seed, ZX, ZR, ZF):
     n_rep, m, d = X.shape
     r = wt.shape[1]
     K = coef.shape[0]
@@ -470,13 +432,12 @@ def _sampler_paths(X, wt, scale, coef, noise_sd, act, seed, ZX, ZR):
         x = X[i, job - i * m]
         lam = np.empty(r)
         noise = np.empty(d)
-        base = _mix64(seed ^ np.uint64(job))
         for k in range(K):
             for p in range(r):
                 lam[p] = nb_sigma(_dot(wt[i, p], x) / sd, act) * coef[k]
             s = scale[i, k]
             if noise_sd[k] > 0.0:
-                _fill_normal(noise, _mix64(base ^ np.uint64(k)), ZX, ZR)
+                fill(noise, seed, (np.uint64(job) * np.uint64(K) + np.uint64(k)) * np.uint64(d), ZX, ZR, ZF)
                 ns = noise_sd[k]
                 for t in range(d):
                     x[t] = s * x[t] + ns * noise[t]
@@ -497,11 +458,11 @@ def sampler_paths(X, w, scale, coef, noise_sd, act: int, seed: int):
         X <- scale_k X + coef_k w sigma(w^T X/sqrt d) + noise_sd_k xi,   k = 0 .. K-1,
 
     X (n_rep, m, d) C-contiguous, X_0 on entry, X_K on exit; w (n_rep, d, r); scale (n_rep, K);
-    coef, noise_sd (K,); act an activation code. Path j of replica i draws its xi from its own
-    ziggurat stream, a function of (seed, i m + j, k), so the result does not depend on the number
-    of threads."""
+    coef, noise_sd (K,); act an activation code. Path j of replica i at step k draws its xi as the
+    normals (q K + k) d ... (q K + k) d + d - 1 of the counter-based stream ``seed``, q = i m + j
+    (:mod:`hdae.simulation.normals`), so the result does not depend on the number of threads."""
     wt = np.ascontiguousarray(np.swapaxes(w, 1, 2), dtype=np.float64)
     _sampler_paths(X, wt, np.ascontiguousarray(scale, dtype=np.float64), np.ascontiguousarray(coef, dtype=np.float64),
-                   np.ascontiguousarray(noise_sd, dtype=np.float64), act, np.uint64(int(seed) & _MASK64), _ZIG_X,
-                   _ZIG_R)
+                   np.ascontiguousarray(noise_sd, dtype=np.float64), act, np.uint64(int(seed) & _MASK64), ZIG_X,
+                   ZIG_R, ZIG_F)
     return X

@@ -20,7 +20,7 @@ def generate(w, b, coefficients, m: int, activation: str, generator):
     """``m`` full samples X_T per replica, (n_rep, m, d), for weights w (n_rep, d, r) and b (n_rep,).
 
     numpy arrays with a numpy Generator (the CPU path: the numba kernel
-    :func:`hdae.simulation.kernels.sampler_paths`, X_0 and the noise from ziggurat streams seeded
+    :func:`hdae.simulation.kernels.sampler_paths`, X_0 and the noise from counter-based ziggurat streams keyed
     from the generator; no torch), or torch tensors with a torch.Generator (the CUDA path). X is
     updated in place, so memory is one (n_rep, m, d) array (two for torch with eps > 0)."""
     if is_torch(w):
@@ -31,7 +31,8 @@ def generate(w, b, coefficients, m: int, activation: str, generator):
 
 
 def _generate_numpy(w, b, coefficients, m, activation, generator):
-    from .kernels import sampler_paths, standard_normal
+    from .kernels import sampler_paths
+    from .normals import standard_normal
 
     n_rep, d, r = w.shape
     scale = 1.0 + coefficients.dt[None, :] * coefficients.drift_scale(b.astype(float)[:, None])  # (n_rep, K)

@@ -17,9 +17,9 @@ closed form of section 3 (checked against torch autograd in the tests):
 where lam0 = w^T x0/sqrt d, lam1 = w^T x1/sqrt d and Q = w^T w/d.
 
 On CPU, :meth:`OnlineSGD.run` runs whole chunks of steps in the numba kernel of
-:mod:`hdae.simulation.kernels` (same update, same draws, float rounding apart), with x0 and the
-mixture's noise drawn by its ziggurat from a numpy Generator, on numpy arrays (or CPU tensors):
-that path never imports torch. On CUDA it runs :meth:`OnlineSGD.step` on torch tensors (the
+:mod:`hdae.simulation.kernels` (same update, same draws, float rounding apart), on numpy arrays
+(or CPU tensors), with x0 and a mixture's x1 from counter-based streams keyed by a numpy Generator
+(:mod:`hdae.simulation.normals`): that path never imports torch. On CUDA it runs :meth:`OnlineSGD.step` on torch tensors (the
 torch step also runs on CPU tensors: the tests' reference).
 """
 from __future__ import annotations
@@ -76,6 +76,11 @@ class MixtureSampler:
         self._np_dtype = np.dtype(self.dtype_name)
         self._torch = {}  # device -> (weights, centroids, std) tensors, made on first torch draw
 
+    def arrays(self):
+        """(cumulative weights (K,), centroids (K, d), standard deviations (K, d)) as float64 arrays:
+        the mixture for the numba draws."""
+        return self._np
+
     def _tensors(self, device):
         import torch
 
@@ -87,16 +92,17 @@ class MixtureSampler:
         return self._torch[key]
 
     def draw(self, shape: tuple, generator):
-        """x1 of shape ``shape + (d,)``."""
+        """x1 of shape ``shape + (d,)``: for a numpy Generator, samples 0, 1, ... (in C order) of the
+        counter-based mixture stream keyed by one ``generator.integers(2**63)``
+        (:func:`hdae.simulation.normals.fill_mixture`)."""
         n = math.prod(shape)
         if isinstance(generator, np.random.Generator):
-            from .kernels import mixture_affine, standard_normal
+            from . import normals
 
-            cum, cents, std = self._np
-            c = np.minimum(np.searchsorted(cum, generator.random(n) * cum[-1], side="right"), len(cum) - 1)
-            z = standard_normal(np.empty((n, self.d), dtype=self._np_dtype), generator.integers(2**63))
-            mixture_affine(z, c, cents, std)  # z <- mu_c + std_c * z, in place
-            return z.reshape(*shape, self.d)
+            x = np.empty((n, self.d), dtype=self._np_dtype)
+            normals.fill_mixture_rows(x, np.uint64(generator.integers(2**63)), *self.arrays(), normals.ZIG_X,
+                                      normals.ZIG_R, normals.ZIG_F)
+            return x.reshape(*shape, self.d)
         import torch
 
         weights, centroids, std = self._tensors(generator.device)
@@ -131,8 +137,8 @@ class OnlineSGD:
             raise ValueError(f"backend must be auto, kernel or torch, not {backend!r}")
         if backend == "kernel" and self.device_type != "cpu":
             raise ValueError("the SGD kernel runs on CPU only; use backend='torch' on " + str(self.device))
-        self._x0_buffer = None
         self._t = None
+        self._train_per_draw, self._timed_chunks = None, 0  # the overlap's balance (see _split)
         self.backend = ("kernel" if self.device_type == "cpu" else "torch") if backend == "auto" else backend
 
     # ------------------------------------------------------------------ torch views, made on first use
@@ -202,14 +208,16 @@ class OnlineSGD:
     def draw(self, m: int, n: int, generator):
         """Data for ``m`` steps of ``n`` replicas: x0 ~ N(0, I_d) of shape (m, n, d), then
         x1 = target.draw((m, n), generator). A torch.Generator gives tensors, a numpy Generator
-        numpy arrays; both backends take either, so one generator gives one trajectory."""
-        if isinstance(generator, np.random.Generator):  # fast ziggurat normals seeded from the generator
-            from .kernels import standard_normal
+        numpy arrays; both backends take either, so one generator gives one trajectory.
 
-            shape, dt = (m, n, self.d), np.dtype(self.dtype_name)
-            if self._x0_buffer is None or self._x0_buffer.shape != shape or self._x0_buffer.dtype != dt:
-                self._x0_buffer = np.empty(shape, dtype=dt)  # reused: no page faults per chunk
-            x0 = standard_normal(self._x0_buffer, generator.integers(2**63))
+        With a numpy Generator and a mixture target this is ``training_data(data_keys(generator),
+        0, m, n)``: what :meth:`run_replicas` trains on for m steps."""
+        if isinstance(generator, np.random.Generator):
+            if self.keyed:
+                return self.training_data(self.data_keys(generator), 0, m, n)
+            from .normals import standard_normal
+
+            x0 = standard_normal(np.empty((m, n, self.d), dtype=np.dtype(self.dtype_name)), generator.integers(2**63))
         else:
             import torch
 
@@ -217,10 +225,33 @@ class OnlineSGD:
         x1 = self.target.draw((m, n), generator)
         return x0, x1
 
+    # ------------------------------------------------------------------ counter-based training data
+    @property
+    def keyed(self) -> bool:
+        """Whether the CPU data are counter-based streams (a mixture target): replica i's data at
+        step s are a function of (keys, i, s) alone, whatever the chunks, threads or replica count."""
+        return hasattr(self.target, "arrays")
+
+    @staticmethod
+    def data_keys(generator):
+        """The two stream keys of one :meth:`run_replicas` call (x0, x1), drawn from a numpy Generator."""
+        return np.uint64(generator.integers(2**63)), np.uint64(generator.integers(2**63))
+
+    def training_data(self, keys, start: int, m: int, n: int, out=None):
+        """(x0, x1) of shape (m, n, d) for steps start .. start + m - 1 of the streams ``keys``
+        (:func:`hdae.simulation.normals.fill_training`), in ``out`` if given."""
+        from . import normals
+
+        if out is None:
+            out = tuple(np.empty((m, n, self.d), dtype=np.dtype(self.dtype_name)) for _ in range(2))
+        normals.fill_training_parallel(*out, *keys, start, *self.target.arrays(), normals.ZIG_X, normals.ZIG_R,
+                                       normals.ZIG_F)
+        return out
+
     def default_generator(self, seed: int, torch_generator=None):
         """The data generator for :meth:`run`: a numpy Generator (PCG64) for the CPU kernel, which
-        seeds the ziggurat normals of :func:`hdae.simulation.kernels.standard_normal` (an eighth of
-        the cost of torch's float64 ``randn``), else ``torch_generator`` (or a new one) on the device."""
+        keys the counter-based normals of :mod:`hdae.simulation.normals`, else ``torch_generator``
+        (or a new one) on the device."""
         if self.backend == "kernel":
             return np.random.default_rng(seed)
         import torch
@@ -244,7 +275,12 @@ class OnlineSGD:
         became non-finite; such a replica is left at the state just before that step and the others
         go on (``stop_all``: every replica stops there instead). ``skip`` (n,) bool marks replicas
         to leave untouched (e.g. diverged earlier); they still consume their draws, so a replica's
-        trajectory never depends on another's fate."""
+        trajectory never depends on another's fate.
+
+        On the kernel with a numpy Generator and a mixture target the data come from two stream keys
+        drawn at the start (:meth:`data_keys`): chunks of at most ``chunk`` steps, the next drawn on a
+        second core while the kernel trains on the current one when a single replica leaves a core
+        free; the result depends on neither."""
 
         n = w.shape[0]
         skip = np.zeros(n, dtype=bool) if skip is None else np.asarray(skip, dtype=bool).copy()
@@ -253,21 +289,96 @@ class OnlineSGD:
             import torch
 
             w, b = torch.from_numpy(w), torch.from_numpy(b)
+        keys = self.data_keys(generator) if self.keyed and isinstance(generator, np.random.Generator) else None
+        if self.backend == "kernel" and keys is not None:
+            return self._run_keyed(w, b, n_steps, keys, chunk, skip, stop_all, failed)
         done = 0
         while done < n_steps:
             m = min(chunk, n_steps - done)
-            x0, x1 = self.draw(m, n, generator)
+            x0, x1 = self.draw(m, n, generator) if keys is None else self.training_data(keys, done, m, n)
             if self.backend == "kernel":
                 new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all)
             else:
                 new = self._torch_chunk(w, b, x0, x1, m, skip, stop_all)
-            hit = new >= 0
-            failed[hit] = done + new[hit]
-            skip |= hit
-            if stop_all and hit.any():
+            if self._record(new, failed, skip, done, stop_all):
                 return failed
             done += m
         return failed
+
+    @staticmethod
+    def _record(new, failed, skip, done, stop_all) -> bool:
+        """Fold a chunk's failures (local steps) into ``failed``; whether to stop now."""
+        hit = new >= 0
+        failed[hit] = done + new[hit]
+        skip |= hit
+        return bool(stop_all and hit.any())
+
+    _CACHE_BYTES = 8 * 2**20  # one chunk's data (x0 and x1) stays in the shared L3 at this size
+
+    def _run_keyed(self, w, b, n_steps, keys, chunk, skip, stop_all, failed):
+        """:meth:`run_replicas` on counter-based data: chunk c + 1 is drawn while chunk c trains."""
+        import numba
+
+        from . import kernels, normals
+
+        n, d = w.shape[0], self.d
+        if n_steps <= 0:
+            return failed
+        itemsize = np.dtype(self.dtype_name).itemsize
+        overlap = numba.get_num_threads() >= 2 and n == 1
+        if overlap:  # small chunks: the data of the two in flight stay in cache
+            chunk = max(8, min(chunk, self._CACHE_BYTES // (2 * n * d * itemsize)))
+        m0 = min(chunk, n_steps)
+        buffers = [tuple(np.empty((m0, n, d), dtype=np.dtype(self.dtype_name)) for _ in range(2))
+                   for _ in range(2 if overlap else 1)]
+        mixture = (*self.target.arrays(), normals.ZIG_X, normals.ZIG_R, normals.ZIG_F)
+        self.training_data(keys, 0, m0, n, out=buffers[0])
+        done, cur = 0, 0
+        while done < n_steps:
+            m = min(chunk, n_steps - done)
+            m_next = min(chunk, n_steps - done - m)
+            x0, x1 = (a[:m] for a in buffers[cur])
+            if overlap and m_next > 0 and not stop_all:
+                nx0, nx1 = (a[:m_next] for a in buffers[1 - cur])
+                split = self._split(m, m_next, w, b, x0, x1, nx0, nx1, keys, done + m, skip, mixture)
+                new = np.empty(n, dtype=np.int64)
+                if split is not None:
+                    wn, bn = _np_of(w), _np_of(b)
+                    kernels.sgd_steps_overlapped(wn, bn, x0, x1, *self._np_times, self.lr, self.weight_decay,
+                                                 self.act_code, m, skip, new, nx0, nx1, m_next, split, *keys,
+                                                 done + m, *mixture)
+                else:  # the first chunk, timed in its parts
+                    new = self._last_new
+                cur = 1 - cur
+            else:
+                new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all)
+                if m_next > 0:
+                    self.training_data(keys, done + m, m_next, n, out=tuple(a[:m_next] for a in buffers[0]))
+            if self._record(new, failed, skip, done, stop_all):
+                return failed
+            done += m
+        return failed
+
+    def _split(self, m, m_next, w, b, x0, x1, nx0, nx1, keys, start_next, skip, mixture):
+        """Rows of the next chunk that the second task draws (the first trains, then draws the rest), so
+        that both take as long. Measured once per instance: the first two calls train and draw one
+        after the other, timing both (the second time counts: the first may include loading the
+        compiled kernels), and return None."""
+        import time
+
+        from . import normals
+
+        if self._timed_chunks >= 2:
+            rho = self._train_per_draw
+            return int(min(m_next, max(0, round((rho * m + m_next) / 2))))
+        t0 = time.perf_counter()
+        self._last_new = self._kernel_chunk(w, b, x0, x1, m, skip, False)
+        t1 = time.perf_counter()
+        normals.fill_training(nx0, nx1, 0, m_next, *keys, start_next, *mixture)
+        t2 = time.perf_counter()
+        self._train_per_draw = ((t1 - t0) / m) / max((t2 - t1) / m_next, 1e-12)  # per step
+        self._timed_chunks += 1  # the first may include compiling
+        return None
 
     def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all):
         from . import kernels
