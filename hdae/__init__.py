@@ -18,6 +18,10 @@ import os as _os
 # so it is set before numba or torch are imported; a user's own setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import _numba_cache  # noqa: E402
+
+_numba_cache.refresh()  # numba's cache knows a function's own file only: drop it when a kernel source changed
+
 from ._version import __version__  # noqa: E402
 from .config import ConfigError, Problem, example_names, example_text, load_problem
 
