@@ -24,11 +24,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MASK64 = (1 << 64) - 1
 _TAIL = 3.6541528853610088  # r: the base strip's right edge (256 layers)
-_U52 = 2.220446049250313e-16  # 2^-52
-_U53 = 1.1102230246251565e-16  # 2^-53
 _BLOCK = 1024  # numbers hashed, transformed and checked per pass (L1-resident scratch)
 
 
@@ -50,12 +47,23 @@ ZIG_X, ZIG_R, ZIG_F = _zig_tables()
 
 
 @njit(cache=True, inline="always")
-def word(key, j):
-    """The 64-bit word j of stream ``key`` (uint64 arguments)."""
-    z = key + j * np.uint64(0x9E3779B97F4A7C15)
+def _mix(z):
+    """SplitMix64's output function of the counter state z = key + j * golden (uint64)."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def word(key, j):
+    """The 64-bit word j of stream ``key`` (uint64 arguments)."""
+    return _mix(key + j * np.uint64(0x9E3779B97F4A7C15))
+
+
+@njit(cache=True, inline="always")
+def _fast(z):
+    """(u, i) of the word z: layer i from its low 8 bits, u in [-1, 1) from its top 53."""
+    return float(np.int64(z) >> np.int64(11)) * 2.220446049250313e-16, np.intp(z & np.uint64(255))
 
 
 @njit(cache=True, inline="always")
@@ -90,23 +98,8 @@ def _rejected(u, i, aux, j, X, R, F):
         x = u * X[i]  # the wedge between layers i and i + 1
         if F[i + 1] + uniform(aux, c) * (F[i] - F[i + 1]) < math.exp(-0.5 * x * x):
             return x
-        z = word(aux, c + np.uint64(1))
+        u, i = _fast(word(aux, c + np.uint64(1)))
         c += np.uint64(2)
-        i = np.intp(z & np.uint64(255))
-        u = float(np.int64(z) >> np.int64(11)) * 2.220446049250313e-16
-
-
-@njit(cache=True, inline="always")
-def _fast(z):
-    """(u, i) of the word z: layer i from its low 8 bits, u in [-1, 1) from its top 53."""
-    return float(np.int64(z) >> np.int64(11)) * 2.220446049250313e-16, np.intp(z & np.uint64(255))
-
-
-@njit(cache=True)
-def normal_at(key, aux, j, X, R, F):
-    """Normal j of stream ``key`` (aux = subkey(key, 0)) by itself."""
-    u, i = _fast(word(key, j))
-    return u * X[i] if abs(u) < R[i] else _rejected(u, i, aux, j, X, R, F)
 
 
 @njit(cache=True, nogil=True)
@@ -127,9 +120,7 @@ def fill_affine(out, key, start, mean, scale, X, R, F):
         base = start + np.uint64(lo)
         c = key + base * np.uint64(0x9E3779B97F4A7C15)  # word(key, base + k), the counter as an induction
         for k in range(m):
-            z = (c ^ (c >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            words[k] = z ^ (z >> np.uint64(31))
+            words[k] = _mix(c)
             c += np.uint64(0x9E3779B97F4A7C15)
         o = out[lo:lo + m]
         groups = m // 8
