@@ -138,7 +138,7 @@ class OnlineSGD:
         if backend == "kernel" and self.device_type != "cpu":
             raise ValueError("the SGD kernel runs on CPU only; use backend='torch' on " + str(self.device))
         self._t = None
-        self._train_per_draw, self._timed_chunks = None, 0  # the overlap's balance (see _split)
+        self._train_per_draw, self._timed_chunks = None, 0  # the overlap's balance (see _timed_chunk)
         self.backend = ("kernel" if self.device_type == "cpu" else "torch") if backend == "auto" else backend
 
     # ------------------------------------------------------------------ torch views, made on first use
@@ -316,21 +316,22 @@ class OnlineSGD:
     _CACHE_BYTES = 8 * 2**20  # one chunk's data (x0 and x1) stays in the shared L3 at this size
 
     def _run_keyed(self, w, b, n_steps, keys, chunk, skip, stop_all, failed):
-        """:meth:`run_replicas` on counter-based data: chunk c + 1 is drawn while chunk c trains."""
+        """:meth:`run_replicas` on counter-based data. One replica with two threads: chunk c + 1 is
+        drawn on the second thread while chunk c trains (with one replica, stopping every replica at
+        a failure is stopping it, so ``stop_all`` needs no replay there)."""
         import numba
 
         from . import kernels, normals
 
-        n, d = w.shape[0], self.d
+        n, d, dtype = w.shape[0], self.d, np.dtype(self.dtype_name)
         if n_steps <= 0:
             return failed
-        itemsize = np.dtype(self.dtype_name).itemsize
-        overlap = numba.get_num_threads() >= 2 and n == 1
+        wn, bn = _np_of(w), _np_of(b)
+        overlap = numba.get_num_threads() >= 2 and n == 1 and wn.flags.c_contiguous and bn.flags.c_contiguous
         if overlap:  # small chunks: the data of the two in flight stay in cache
-            chunk = max(8, min(chunk, self._CACHE_BYTES // (2 * n * d * itemsize)))
+            chunk = max(8, min(chunk, self._CACHE_BYTES // (2 * d * dtype.itemsize)))
         m0 = min(chunk, n_steps)
-        buffers = [tuple(np.empty((m0, n, d), dtype=np.dtype(self.dtype_name)) for _ in range(2))
-                   for _ in range(2 if overlap else 1)]
+        buffers = [tuple(np.empty((m0, n, d), dtype=dtype) for _ in range(2)) for _ in range(2 if overlap else 1)]
         mixture = (*self.target.arrays(), normals.ZIG_X, normals.ZIG_R, normals.ZIG_F)
         self.training_data(keys, 0, m0, n, out=buffers[0])
         done, cur = 0, 0
@@ -338,47 +339,45 @@ class OnlineSGD:
             m = min(chunk, n_steps - done)
             m_next = min(chunk, n_steps - done - m)
             x0, x1 = (a[:m] for a in buffers[cur])
-            if overlap and m_next > 0 and not stop_all:
-                nx0, nx1 = (a[:m_next] for a in buffers[1 - cur])
-                split = self._split(m, m_next, w, b, x0, x1, nx0, nx1, keys, done + m, skip, mixture)
-                new = np.empty(n, dtype=np.int64)
-                if split is not None:
-                    wn, bn = _np_of(w), _np_of(b)
-                    kernels.sgd_steps_overlapped(wn, bn, x0, x1, *self._np_times, self.lr, self.weight_decay,
-                                                 self.act_code, m, skip, new, nx0, nx1, m_next, split, *keys,
-                                                 done + m, *mixture)
-                else:  # the first chunk, timed in its parts
-                    new = self._last_new
-                cur = 1 - cur
-            else:
+            cur = (cur + 1) % len(buffers)  # the next chunk's buffers (the same ones without overlap)
+            nx0, nx1 = (a[:m_next] for a in buffers[cur])
+            if not overlap or m_next == 0:
                 new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all)
                 if m_next > 0:
-                    self.training_data(keys, done + m, m_next, n, out=tuple(a[:m_next] for a in buffers[0]))
+                    self.training_data(keys, done + m, m_next, n, out=(nx0, nx1))
+            elif self._timed_chunks < 2:
+                new = self._timed_chunk(w, b, x0, x1, nx0, nx1, keys, done + m, skip, stop_all, mixture)
+            else:
+                new = np.empty(n, dtype=np.int64)
+                kernels.sgd_steps_overlapped(wn, bn, x0, x1, *self._np_times, self.lr, self.weight_decay,
+                                             self.act_code, m, skip, new, nx0, nx1, m_next, self._split(m, m_next),
+                                             *keys, done + m, *mixture)
             if self._record(new, failed, skip, done, stop_all):
                 return failed
             done += m
         return failed
 
-    def _split(self, m, m_next, w, b, x0, x1, nx0, nx1, keys, start_next, skip, mixture):
-        """Rows of the next chunk that the second task draws (the first trains, then draws the rest), so
-        that both take as long. Measured once per instance: the first two calls train and draw one
-        after the other, timing both (the second time counts: the first may include loading the
-        compiled kernels), and return None."""
+    def _timed_chunk(self, w, b, x0, x1, nx0, nx1, keys, start_next, skip, stop_all, mixture):
+        """Train a chunk, then draw the next one on this thread, timing both: their ratio per step is
+        the balance of :meth:`_split`. The first two chunks of an instance go this way (the second's
+        ratio counts: the first may include loading the compiled kernels)."""
         import time
 
         from . import normals
 
-        if self._timed_chunks >= 2:
-            rho = self._train_per_draw
-            return int(min(m_next, max(0, round((rho * m + m_next) / 2))))
         t0 = time.perf_counter()
-        self._last_new = self._kernel_chunk(w, b, x0, x1, m, skip, False)
+        new = self._kernel_chunk(w, b, x0, x1, len(x0), skip, stop_all)
         t1 = time.perf_counter()
-        normals.fill_training(nx0, nx1, 0, m_next, *keys, start_next, *mixture)
+        normals.fill_training(nx0, nx1, 0, len(nx0), *keys, start_next, *mixture)
         t2 = time.perf_counter()
-        self._train_per_draw = ((t1 - t0) / m) / max((t2 - t1) / m_next, 1e-12)  # per step
-        self._timed_chunks += 1  # the first may include compiling
-        return None
+        self._train_per_draw = ((t1 - t0) / len(x0)) / max((t2 - t1) / len(nx0), 1e-12)
+        self._timed_chunks += 1
+        return new
+
+    def _split(self, m, m_next):
+        """Rows of the next chunk that the second task draws while the first trains m steps and then
+        draws the rest, so that both take as long (from the measured train / draw time per step)."""
+        return int(min(m_next, max(0, round((self._train_per_draw * m + m_next) / 2))))
 
     def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all):
         from . import kernels
