@@ -26,14 +26,41 @@ def _fill(n, key, start=0, dtype=np.float64):
 
 
 def test_ziggurat_tables():
-    """256 layers of equal area v under exp(-x^2/2), the base strip and tail included."""
+    """1024 layers of equal area v under exp(-x^2/2), the base strip and tail included, and the top
+    layer closing the ladder at x = 0; the rejection rate 1 - mean(R) is 0.43%."""
     X, R, F = TABLES
-    assert X.shape == (257,) and X[256] == 0.0 and np.all(np.diff(X[1:]) < 0)
-    v = X[1:256] * (F[2:257] - F[1:256])  # layers 1 .. 255: width X_i, height f(X_{i+1}) - f(X_i)
-    np.testing.assert_allclose(v, 4.92867323399e-3, rtol=1e-8)
+    n, v = normals._LAYERS, normals._AREA
+    assert X.shape == (n + 1,) and X[n] == 0.0 and np.all(np.diff(X[1:]) < 0)
+    widths = X[1:n]  # layers 1 .. n - 1: width X_i, height f(X_{i+1}) - f(X_i)
+    np.testing.assert_allclose(widths * (F[2:n + 1] - F[1:n]), v, rtol=1e-9)
     tail = sqrt(np.pi / 2) * (1 - erf(X[1] / sqrt(2)))  # int_r^inf exp(-x^2/2)
-    assert X[1] * F[1] + tail == pytest.approx(4.92867323399e-3, rel=1e-8)  # the base strip
+    assert X[1] * F[1] + tail == pytest.approx(v, rel=1e-12)  # the base strip
+    assert X[0] * F[1] == pytest.approx(v, rel=1e-15)
     np.testing.assert_allclose(R, X[1:] / X[:-1])
+    assert 1 - R.mean() == pytest.approx(0.00428, abs=1e-5)
+
+
+@numba.njit
+def _uniforms_both_ways(words):
+    """u of each word as _fast computes it and as the block loop does (bitcast of the top 52 bits
+    under 2.0's exponent, minus 3)."""
+    fast = np.empty(words.shape[0])
+    layer = np.empty(words.shape[0], np.intp)
+    bits = (words >> np.uint64(12)) | normals._TWO
+    for k in range(words.shape[0]):
+        fast[k], layer[k] = normals._fast(words[k])
+    return fast, bits.view(np.float64) - 3.0, layer
+
+
+def test_uniform_bits():
+    """Both routes give the same u in [-1, 1), its ends included, the layer from the low 10 bits."""
+    words = np.concatenate([np.array([0, 2**64 - 1, 2**12 - 1, 2**12, 2**63], dtype=np.uint64),
+                            np.random.default_rng(0).integers(0, 2**64 - 1, 10_000, dtype=np.uint64)])
+    fast, bitcast, layer = _uniforms_both_ways(words)
+    np.testing.assert_array_equal(fast, bitcast)
+    np.testing.assert_array_equal(layer, words & np.uint64(1023))
+    assert fast[0] == -1.0 and fast[1] == 1.0 - 2.0**-51 and fast[2] == -1.0 and fast[3] == -1.0 + 2.0**-51
+    assert fast[4] == 0.0 and np.all((fast >= -1) & (fast < 1))
 
 
 def test_standard_normal_distribution():

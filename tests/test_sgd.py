@@ -271,7 +271,7 @@ def test_simulate_divergence(activation, lr):
 
 
 def test_simulate_divergence_keeps_checkpoints_before(tmp_path):
-    p = _diverging_problem("relu", 5.0)  # diverges after the checkpoints at steps 0 and 20
+    p = _diverging_problem("relu", 4.0)  # diverges at step 34, after the checkpoints at steps 0 and 25
     res = simulate(p, sample=False, device="cpu")
     assert res.status == "diverged"
     assert len(res.train.theta) == 2 and res.train.theta[1] == pytest.approx(2.0)
