@@ -182,9 +182,10 @@ def _numpy_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, sig, dsi
 @pytest.mark.parametrize("r", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_kernel_blocks_equal_numpy_update(r, activation):
-    """Every kind of sweep (generated: one loop for r = 1, 2, three for r = 3, 4; blocked for r >= 5,
+    """Every kind of sweep (generated: one loop for r = 1, 2, two for r = 3, 4; blocked for r >= 5,
     whose column passes differ for r = 5, 6, 7) and a d of two full blocks and a partial one: the
-    kernel follows the plain update, and stops at its failing step."""
+    kernel, whose off-diagonal w^T w follows the recursion, follows the plain update, and stops at
+    its failing step."""
     from hdae import activations
     from hdae.simulation import kernels
 
@@ -197,7 +198,7 @@ def test_kernel_blocks_equal_numpy_update(r, activation):
     for lr, scale in ((0.3, 1.0), (50.0, 30.0)):  # stable; diverging within the chunk
         w, b, failed = w0.copy(), np.array([0.1, -0.2]), np.zeros(2, np.int64)
         kernels.sgd_steps(w, b, scale * x0, scale * x1, alphas, betas, omegas, lr, 0.1,
-                          activations.code(activation), n_steps, np.zeros(2, bool), failed)
+                          activations.code(activation), n_steps, np.zeros(2, bool), failed, np.full((2, r, r), np.nan))
         for i in range(2):
             with np.errstate(over="ignore", invalid="ignore"):
                 we, be, fe = _numpy_steps(w0[i], [0.1, -0.2][i], scale * x0[:, i], scale * x1[:, i], alphas, betas,
@@ -216,7 +217,8 @@ def test_sweep_equals_numpy(r, d):
     numpy: both directions of the two-half buffer (the old half untouched, the new half's previous
     contents irrelevant), z distinct from y and z the same arrays as y (the last step), d below
     and off the vector width and the block size, float64 and float32 data; to 1e-12 of the sums
-    of absolute terms (the data norms of float32 data to float32 rounding, as before)."""
+    of absolute terms (the data norms of float32 data to float32 rounding, as before). Of Qn only
+    the diagonal, the column norms, is the sweep's."""
     from hdae.simulation import kernels
 
     rng = np.random.default_rng(10 * r + d)
@@ -237,6 +239,7 @@ def test_sweep_equals_numpy(r, d):
                 ws[src * r:src * r + r] = cur
                 old_half = ws[src * r:src * r + r].copy()
                 lam0n, lam1n, Qn, nnn = (np.full(shape, np.nan) for shape in (r, r, (r, r), 3))
+                Qn[~np.eye(r, dtype=bool)] = 7.0  # the off-diagonal is the caller's: left as it was
                 kernels._sweep(ws, src, A, v0, v1, y0, y1, t0, t1, lam0n, lam1n, Qn, nnn)
                 u0, u1, s0, s1 = (np.asarray(x, np.float64) for x in (y0, y1, t0, t1))
                 nxt = A.T @ cur + np.outer(v0, u0) + np.outer(v1, u1)
@@ -245,8 +248,8 @@ def test_sweep_equals_numpy(r, d):
                       np.abs(A.T) @ np.abs(cur) + np.outer(np.abs(v0), np.abs(u0)) + np.outer(np.abs(v1), np.abs(u1)))
                 close(lam0n, nxt @ s0, np.abs(nxt) @ np.abs(s0))
                 close(lam1n, nxt @ s1, np.abs(nxt) @ np.abs(s1))
-                low = np.tril_indices(r)
-                close(Qn[low], (nxt @ nxt.T)[low], (np.abs(nxt) @ np.abs(nxt).T)[low])
+                close(np.diag(Qn), np.sum(nxt**2, axis=1), np.sum(nxt**2, axis=1))
+                assert np.all(Qn[~np.eye(r, dtype=bool)] == 7.0)
                 close(nnn, [s0 @ s0, s0 @ s1, s1 @ s1], [s0 @ s0, np.abs(s0) @ np.abs(s1), s1 @ s1],
                       1e-12 if dtype == np.float64 else 1e-6)  # products of float32 data are float32
 
@@ -259,3 +262,34 @@ def test_sweep_source_compiles_for_any_width():
         ns = {}
         exec(kernels._sweep_source(r), ns)
         assert callable(ns[f"_sweep_r{r}"])
+
+
+@pytest.mark.parametrize("r", [2, 3, 5])
+def test_gram_recursion_carried_between_calls(r):
+    """The off-diagonal of w^T w follows the recursion (no pass over d): after 3000 steps the carried
+    gram still equals the directly summed w^T w to 1e-11 of its scale, and splitting the steps into
+    calls that carry gram gives bitwise the same weights as one call."""
+    from hdae import activations
+    from hdae.simulation import kernels
+
+    rng = np.random.default_rng(r)
+    d, m = 300, 3000
+    alphas, betas, omegas = np.array([0.3, 0.8]), np.array([0.6, 0.5]), np.array([0.4, 0.6])
+    w0 = rng.standard_normal((1, d, r))
+    x0, x1 = rng.standard_normal((m, 1, d)), 1.0 + rng.standard_normal((m, 1, d))
+    args = (alphas, betas, omegas, 0.2, 0.1, activations.code("tanh"))
+    skip, failed = np.zeros(1, bool), np.zeros(1, np.int64)
+
+    w, b, gram = w0.copy(), np.array([0.1]), np.full((1, r, r), np.nan)
+    kernels.sgd_steps(w, b, x0, x1, *args, m, skip, failed, gram)
+    assert failed[0] == -1 and np.abs(w).max() > 0.1
+    direct = w[0].T @ w[0]
+    np.testing.assert_allclose(gram[0], direct, rtol=0, atol=1e-11 * np.abs(direct).max())
+    assert np.array_equal(gram[0], gram[0].T)
+
+    w2, b2, gram2 = w0.copy(), np.array([0.1]), np.full((1, r, r), np.nan)
+    for lo, hi in ((0, 1), (1, 700), (700, 2001), (2001, m)):
+        kernels.sgd_steps(w2, b2, x0[lo:hi], x1[lo:hi], *args, hi - lo, skip, failed, gram2)
+    np.testing.assert_array_equal(w2, w)
+    np.testing.assert_array_equal(b2, b)
+    np.testing.assert_array_equal(gram2, gram)

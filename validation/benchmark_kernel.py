@@ -70,7 +70,8 @@ def main():
             for name, mod in versions.items():
                 w, b = w0.copy(), np.array([0.1])
                 t = time.perf_counter()
-                mod.sgd_steps(w, b, x0, x1, alphas, betas, omegas, 0.05, 0.1, act, STEPS, skip, failed)
+                gram = (np.full((1, r, r), np.nan),) if "gram" in mod.sgd_steps.py_func.__code__.co_varnames else ()
+                mod.sgd_steps(w, b, x0, x1, alphas, betas, omegas, 0.05, 0.1, act, STEPS, skip, failed, *gram)
                 dt = time.perf_counter() - t
                 if failed[0] != -1 or not np.isfinite(w).all():
                     raise SystemExit(f"d = {d}, r = {r}: the benchmark run diverged ({name})")

@@ -12,8 +12,17 @@ the derivation note) for every replica, given pre-drawn data x0, x1 of shape (m,
 
 Each replica costs one sweep over its d x r weights per step (:func:`_sweep`): the new w is
 formed from the old one and x0, x1, and dotted with the next step's data (its fields) and with
-itself (its Q, whose diagonal holds the column norms for the finiteness check), and the next data
-norms are summed: about (3 r^2 + 9 r + 6) d flops a step, and no Python runs between steps. For
+itself column by column (the diagonal of Q: the column norms, also the finiteness check), and the
+next data norms are summed: about (2 r^2 + 10 r + 6) d flops a step, and no Python runs between
+steps. The off-diagonal of w^T w needs no pass over d: the new w is w A + x0 v0^T + x1 v1^T, so
+
+    (w'^T w')_pq = (A^T G A)_pq + (A^T l0)_p v0_q + v0_p (A^T l0)_q + (A^T l1)_p v1_q + v1_p (A^T l1)_q
+                   + |x0|^2 v0_p v0_q + x0.x1 (v0_p v1_q + v1_p v0_q) + |x1|^2 v1_p v1_q
+
+with G = w^T w, l0 = w^T x0, l1 = w^T x1 (unnormalised), all known from the previous sweep
+(:func:`_next_gram`; the pass it replaces took 20% of the sweep at r = 4). The recursion is
+carried from chunk to chunk in ``gram`` (n, r, r), so results do not depend on the chunks; a NaN
+in gram[i, 0, 0] starts it from a direct sum. For
 r <= 4 the sweep is generated code with every column in a register (one to three vectorised
 loops over d, :func:`_sweep_source`), beyond that blocks of d that stay in L1. The old and the
 new w^T are the two halves of one buffer. Replicas run in parallel (``prange``): the coarse
@@ -48,17 +57,6 @@ def _dot(a, b):
 
 
 _NB = 256  # doubles per block of the d loop: a block of w, the new w and four data vectors stay in L1
-
-
-@njit(cache=True, fastmath=_FAST)
-def _dot2(o, a, b):
-    """(o.a, o.b) in one loop."""
-    s0 = 0.0
-    s1 = 0.0
-    for k in range(o.shape[0]):
-        s0 += o[k] * a[k]
-        s1 += o[k] * b[k]
-    return s0, s1
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -132,11 +130,12 @@ def _new_column(out, cur, lo, hi, p, A, a0, a1, u0, u1):
 def _sweep_blocked(cur, nxt, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
     """:func:`_sweep` for any width, from cur (r, d) into nxt (r, d), in blocks of ``_NB``
     coordinates: each column of a block of nxt is formed from the whole old block while it is in
-    L1 and dotted at once with the data and the block's earlier columns."""
+    L1 and dotted at once with the data and itself."""
     r, d = cur.shape
     lam0n[:] = 0.0
     lam1n[:] = 0.0
-    Qn[:, :] = 0.0
+    for p in range(r):
+        Qn[p, p] = 0.0
     nnn[:] = 0.0
     for lo in range(0, d, _NB):
         hi = min(lo + _NB, d)
@@ -151,12 +150,6 @@ def _sweep_blocked(cur, nxt, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
             lam0n[p] += s0
             lam1n[p] += s1
             Qn[p, p] += s2
-            for q in range(0, p - 1, 2):
-                s0, s1 = _dot2(out, nxt[q, lo:hi], nxt[q + 1, lo:hi])
-                Qn[p, q] += s0
-                Qn[p, q + 1] += s1
-            if p % 2 == 1:
-                Qn[p, p - 1] += _dot(out, nxt[p - 1, lo:hi])
         s0, s1, s2 = _dot3(t0, t1, t1)  # (t0.t1, t0.t1, t0.t0): the data norms below
         nnn[0] += s2
         nnn[1] += s0
@@ -179,17 +172,18 @@ def _sweep_source(r: int) -> str:
     without run-time alias checks (which it gives up on beyond 8 pointer pairs). The loop over
     d is written twice, once per direction (src = 0: rows 0..r-1 into r..2r-1; src = 1 back).
 
-    For r <= ``_FUSED`` one loop does everything: the new values are also dotted with z0, z1
-    and each other (lower triangle) and the data norms summed. For wider r these accumulators
-    and the constants outnumber the 16 vector registers (AVX2) and the spills cost more than
-    re-reading the new rows (from L1/L2), so the sweep is three loops: the new columns; their
-    fields and the data norms; their Q."""
+    The first loop also sums each new value's square (the diagonal of Qn: the column norms).
+    For r <= ``_FUSED`` that loop does everything: the new values are also dotted with z0, z1
+    and the data norms summed. For wider r these accumulators and the constants outnumber the
+    16 vector registers (AVX2) and the spills cost more than re-reading the new rows (from
+    L1/L2), so the sweep is two loops: the new columns and their norms; their fields and the data
+    norms."""
     R = range(r)
     L = [f"def _sweep_r{r}(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):",
          "    d = ws.shape[1]"]
     L += ["    " + "; ".join(f"a{q}{p} = A[{q}, {p}]" for q in R) for p in R]
     L += ["    " + "; ".join(f"b{p} = v0[{p}]" for p in R), "    " + "; ".join(f"e{p} = v1[{p}]" for p in R)]
-    acc = [f"l{p}" for p in R] + [f"m{p}" for p in R] + [f"q{p}{q}" for p in R for q in range(p + 1)]
+    acc = [f"l{p}" for p in R] + [f"m{p}" for p in R] + [f"q{p}" for p in R]
     L.append("    " + " = ".join(acc + ["s0", "s1", "s2"]) + " = 0.0")
 
     ind = "            "
@@ -197,7 +191,6 @@ def _sweep_source(r: int) -> str:
               ind + "; ".join(f"l{p} += n{p} * t0" for p in R),
               ind + "; ".join(f"m{p} += n{p} * t1" for p in R),
               ind + "s0 += t0 * t0; s1 += t0 * t1; s2 += t1 * t1"]
-    gram = [ind + "; ".join(f"q{p}{q} += n{p} * n{q}" for q in range(p + 1)) for p in R]  # lower triangle
     for half in (0, 1):
         old, new = half * r, (1 - half) * r
         L.append("    if src == 0:" if half == 0 else "    else:")
@@ -205,15 +198,15 @@ def _sweep_source(r: int) -> str:
         L.append(ind + "; ".join(f"c{q} = ws[{old + q}, k]" for q in R) + "; u0 = y0[k]; u1 = y1[k]")
         L += [ind + f"n{p} = " + " + ".join(f"a{q}{p} * c{q}" for q in R) + f" + b{p} * u0 + e{p} * u1" for p in R]
         L.append(ind + "; ".join(f"ws[{new + p}, k] = n{p}" for p in R))
+        L.append(ind + "; ".join(f"q{p} += n{p} * n{p}" for p in R))
         if r <= _FUSED:
-            L += fields + gram
+            L += fields
     if r > _FUSED:
         L.append(f"    o = {r} if src == 0 else 0  # the first new row")
-        reload = ind[4:] + "; ".join(f"n{p} = ws[o + {p}, k]" for p in R)
-        for body in (fields, gram):
-            L += ["    for k in range(d):", reload] + [x[4:] for x in body]
+        L += ["    for k in range(d):", ind[4:] + "; ".join(f"n{p} = ws[o + {p}, k]" for p in R)]
+        L += [x[4:] for x in fields]
     L += [f"    lam0n[{p}] = l{p}; lam1n[{p}] = m{p}" for p in R]
-    L += ["    " + "; ".join(f"Qn[{p}, {q}] = q{p}{q}" for q in range(p + 1)) for p in R]
+    L.append("    " + "; ".join(f"Qn[{p}, {p}] = q{p}" for p in R))
     L.append("    nnn[0] = s0; nnn[1] = s1; nnn[2] = s2")
     return "\n".join(L) + "\n"
 
@@ -244,9 +237,9 @@ def _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
 
         nxt[p] = sum_q A[q, p] cur[q] + v0[p] y0 + v1[p] y1,
 
-    and, unnormalised: lam0n = nxt z0, lam1n = nxt z1, the lower triangle of Qn = nxt nxt^T (its
-    diagonal, the new column norms, is the finiteness check: summed directly, never updated
-    algebraically; the upper triangle is the caller's to fill), nnn = (|z0|^2, z0.z1, |z1|^2).
+    and, unnormalised: lam0n = nxt z0, lam1n = nxt z1, the diagonal of Qn = nxt nxt^T (the new
+    column norms, the finiteness check: summed directly, never updated algebraically; the rest of
+    Qn is left as it was: :func:`_next_gram` forms it), nnn = (|z0|^2, z0.z1, |z1|^2).
     A (r, r), v0, v1 (r,), y0, y1, z0, z1 (d,); z may be y. r <= ``_SPECIALISED``: the generated
     loops of :func:`_sweep_source`; wider: :func:`_sweep_blocked` (the two halves as cur, nxt)."""
     r = A.shape[0]
@@ -264,13 +257,52 @@ def _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, act, n_steps):
-    """Steps of replica ``i`` in place on w (d, r); returns (new b, failing local step or -1).
+def _off_diagonal(ws, src, G):
+    """G[p, q] = G[q, p] = cur[p] . cur[q] for p > q, cur = ws[src r:src r + r] (r, d): the
+    recursion's start (:func:`_next_gram`)."""
+    r = G.shape[0]
+    for p in range(r):
+        for q in range(p):
+            G[p, q] = G[q, p] = _dot(ws[src * r + p], ws[src * r + q])
+
+
+@njit(cache=True, fastmath=_FAST)
+def _next_gram(G, A, v0, v1, l0, l1, nn, Gn, P0, P1):
+    """The off-diagonal of Gn = nxt nxt^T for nxt = A^T cur + v0 y0^T + v1 y1^T (rows) from G = cur
+    cur^T, l0 = cur y0, l1 = cur y1 and nn = (|y0|^2, y0.y1, |y1|^2) (the module docstring's
+    recursion; (r, r), (r,), (3,)); symmetric, the diagonal (summed by the sweep) left as it is.
+    P0, P1 (r,) scratch."""
+    r = G.shape[0]
+    for p in range(r):
+        a0 = 0.0
+        a1 = 0.0
+        for q in range(r):
+            a0 += A[q, p] * l0[q]
+            a1 += A[q, p] * l1[q]
+        P0[p] = a0
+        P1[p] = a1
+    for p in range(r):
+        for q in range(p):
+            acc = 0.0
+            for s in range(r):
+                inner = 0.0
+                for t in range(r):
+                    inner += G[s, t] * A[t, q]
+                acc += A[s, p] * inner
+            acc += P0[p] * v0[q] + v0[p] * P0[q] + P1[p] * v1[q] + v1[p] * P1[q]
+            acc += nn[0] * v0[p] * v0[q] + nn[1] * (v0[p] * v1[q] + v1[p] * v0[q]) + nn[2] * v1[p] * v1[q]
+            Gn[p, q] = Gn[q, p] = acc
+
+
+@njit(cache=True, fastmath=_FAST)
+def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, act, n_steps, gram):
+    """Steps of replica ``i`` in place on w (d, r) and gram (r, r) (w^T w, unnormalised; NaN at
+    [0, 0]: not known yet); returns (new b, failing local step or -1).
 
     Works on w^T (r, d) so that every sum over d is a contiguous (vectorised) loop: one sweep per
     step (:func:`_sweep`) forms every column of the new w from all the old ones, and with it the
-    next step's fields, its Q (whose diagonal, the new column norms, is the finiteness check) and
-    its data norms."""
+    next step's fields, the new column norms (the finiteness check) and the next data norms; the
+    rest of the new w^T w follows from the old one (:func:`_next_gram`)."""
     d, r = w.shape
     T = alphas.shape[0]
     sd = math.sqrt(d)
@@ -282,17 +314,22 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
     src = 0
     lam0 = np.empty(r)  # unnormalised sums over d: w^T y0, w^T y1, w^T w, (|y0|^2, y0.y1, |y1|^2)
     lam1 = np.empty(r)
-    Q = np.empty((r, r))
+    G = np.empty((r, r))
     nn = np.empty(3)
     lam0n = np.empty(r)  # the same for the next step
     lam1n = np.empty(r)
-    Qn = np.empty((r, r))
+    Gn = np.empty((r, r))
     nnn = np.empty(3)
+    f0 = np.empty(r)  # normalised: the fields w^T y / sqrt d and Q = w^T w / d
+    f1 = np.empty(r)
+    Q = np.empty((r, r))
     h = np.empty((T, r))
     s = np.empty((T, r))
     c = np.empty((T, r))
     v0 = np.empty(r)
     v1 = np.empty(r)
+    P0 = np.empty(r)
+    P1 = np.empty(r)
     A = np.empty((r, r))  # I decay - cw S: the linear part of the update
     b = b0
     failed = -1
@@ -304,22 +341,22 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
             A[p, p] = 1.0
         v0[:] = 0.0
         v1[:] = 0.0
-        _sweep(ws, src, A, v0, v1, x0[0, i], x1[0, i], x0[0, i], x1[0, i], lam0, lam1, Q, nn)
+        _sweep(ws, src, A, v0, v1, x0[0, i], x1[0, i], x0[0, i], x1[0, i], lam0, lam1, G, nn)
         src = 1 - src
-        for p in range(r):
-            for q in range(p):
-                Q[q, p] = Q[p, q]
+        if math.isnan(gram[0, 0]):
+            _off_diagonal(ws, src, G)
+        else:
+            for p in range(r):
+                for q in range(p):
+                    G[p, q] = G[q, p] = gram[p, q]
     for j in range(n_steps):
         y0 = x0[j, i]
         y1 = x1[j, i]
-        n00 = nn[0]
-        n01 = nn[1]
-        n11 = nn[2]
         for p in range(r):
-            lam0[p] /= sd
-            lam1[p] /= sd
+            f0[p] = lam0[p] / sd
+            f1[p] = lam1[p] / sd
             for q in range(r):
-                Q[p, q] /= d
+                Q[p, q] = G[p, q] / d
         # ---- the r-dimensional part
         dldb = 0.0
         for t in range(T):
@@ -327,7 +364,7 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
             bt = betas[t]
             sh = 0.0
             for p in range(r):
-                hv = at * lam0[p] + bt * lam1[p]
+                hv = at * f0[p] + bt * f1[p]
                 h[t, p] = hv
                 s[t, p] = nb_sigma(hv, act)
                 sh += s[t, p] * hv
@@ -335,9 +372,9 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
                 qs = 0.0
                 for q in range(r):
                     qs += Q[p, q] * s[t, q]
-                c[t, p] = (b * h[t, p] - lam1[p] + qs) * nb_dsigma(h[t, p], act)
-            xt2 = at * at * n00 + 2.0 * at * bt * n01 + bt * bt * n11
-            x1xt = at * n01 + bt * n11
+                c[t, p] = (b * h[t, p] - f1[p] + qs) * nb_dsigma(h[t, p], act)
+            xt2 = at * at * nn[0] + 2.0 * at * bt * nn[1] + bt * bt * nn[2]
+            x1xt = at * nn[1] + bt * nn[2]
             dldb += omegas[t] * (b * xt2 + sh - x1xt)
         dldb *= 2.0
         for p in range(r):
@@ -354,41 +391,44 @@ def _replica_steps(w, b0, x0, x1, i, alphas, betas, omegas, lr, weight_decay, ac
                     acc += omegas[t] * s[t, q] * s[t, p]
                 A[q, p] = -cw * acc
             A[p, p] += decay
-        # ---- one sweep over d: the new w, and the next step's fields, Q (new column norms), norms
+        # ---- one sweep over d: the new w, and the next step's fields, column norms and data norms
         if j + 1 < n_steps:
             z0 = x0[j + 1, i]
             z1 = x1[j + 1, i]
         else:  # last step: only the norms are needed
             z0 = y0
             z1 = y1
-        _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Qn, nnn)
+        _sweep(ws, src, A, v0, v1, y0, y1, z0, z1, lam0n, lam1n, Gn, nnn)
         ok = True
         for p in range(r):
-            ok = ok and math.isfinite(Qn[p, p])
-            for q in range(p):
-                Qn[q, p] = Qn[p, q]
+            ok = ok and math.isfinite(Gn[p, p])
         b_new = b - lr / (d * d) * dldb
         if not (ok and math.isfinite(b_new)):
             failed = j
             break
+        _next_gram(G, A, v0, v1, lam0, lam1, nn, Gn, P0, P1)
         b = b_new
         src = 1 - src
         lam0, lam0n = lam0n, lam0
         lam1, lam1n = lam1n, lam1
-        Q, Qn = Qn, Q
+        G, Gn = Gn, G
         nn, nnn = nnn, nn
     w[:, :] = ws[src * r:src * r + r].T
+    if n_steps > 0:
+        gram[:, :] = G
     return b, failed
 
 
 @njit(cache=True, parallel=True)
-def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed):
+def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed, gram):
     """``n_steps`` online-SGD steps in place for every replica not marked in ``skip``.
 
     w (n, d, r) C-contiguous, b (n,), x0 and x1 (m, n, d) with m >= n_steps, alphas/betas/omegas
     (T,), lr eta, weight_decay lambda, act activation code (:data:`hdae.activations.CODES`),
     skip (n,) bool: replicas left untouched. failed (n,) int64 out: the 0-based step after which
-    the replica became non-finite (it is left at the state before that step), else -1.
+    the replica became non-finite (it is left at the state before that step), else -1. gram
+    (n, r, r) in/out: each replica's w^T w (unnormalised), carried by the recursion of the module
+    docstring from one call to the next; fill it with NaN before a run's first call.
     """
     n = w.shape[0]
     for i in prange(n):
@@ -396,11 +436,11 @@ def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_step
         if skip[i]:
             continue
         b[i], failed[i] = _replica_steps(w[i], b[i], x0, x1, i, alphas, betas, omegas, lr, weight_decay, act,
-                                         n_steps)
+                                         n_steps, gram[i])
 
 
 @njit(cache=True, parallel=True)
-def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed,
+def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed, gram,
                          next_x0, next_x1, m_next, split, key0, key1, start_next, cum, centroids, std, X, R, F):
     """:func:`sgd_steps` on the chunk (x0, x1) while the next chunk's training data are drawn into
     (next_x0, next_x1) (:func:`hdae.simulation.normals.fill_training`, its steps start_next ...):
@@ -414,7 +454,7 @@ def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, 
                 failed[i] = -1
                 if not skip[i]:
                     b[i], failed[i] = _replica_steps(w[i], b[i], x0, x1, i, alphas, betas, omegas, lr, weight_decay,
-                                                     act, n_steps)
+                                                     act, n_steps, gram[i])
             fill_training(next_x0, next_x1, split, m_next, key0, key1, start_next, cum, centroids, std, X, R, F)
         else:
             fill_training(next_x0, next_x1, 0, split, key0, key1, start_next, cum, centroids, std, X, R, F)
