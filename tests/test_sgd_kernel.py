@@ -198,7 +198,8 @@ def test_kernel_blocks_equal_numpy_update(r, activation):
     for lr, scale in ((0.3, 1.0), (50.0, 30.0)):  # stable; diverging within the chunk
         w, b, failed = w0.copy(), np.array([0.1, -0.2]), np.zeros(2, np.int64)
         kernels.sgd_steps(w, b, scale * x0, scale * x1, alphas, betas, omegas, lr, 0.1,
-                          activations.code(activation), n_steps, np.zeros(2, bool), failed, np.full((2, r, r), np.nan))
+                          activations.code(activation), n_steps, np.zeros(2, bool), failed, np.full((2, r, r), np.nan),
+                          np.empty((2, 2 * r, d)))
         for i in range(2):
             with np.errstate(over="ignore", invalid="ignore"):
                 we, be, fe = _numpy_steps(w0[i], [0.1, -0.2][i], scale * x0[:, i], scale * x1[:, i], alphas, betas,
@@ -281,7 +282,7 @@ def test_gram_recursion_carried_between_calls(r):
     skip, failed = np.zeros(1, bool), np.zeros(1, np.int64)
 
     w, b, gram = w0.copy(), np.array([0.1]), np.full((1, r, r), np.nan)
-    kernels.sgd_steps(w, b, x0, x1, *args, m, skip, failed, gram)
+    kernels.sgd_steps(w, b, x0, x1, *args, m, skip, failed, gram, np.empty((1, 2 * r, d)))
     assert failed[0] == -1 and np.abs(w).max() > 0.1
     direct = w[0].T @ w[0]
     np.testing.assert_allclose(gram[0], direct, rtol=0, atol=1e-11 * np.abs(direct).max())
@@ -289,7 +290,8 @@ def test_gram_recursion_carried_between_calls(r):
 
     w2, b2, gram2 = w0.copy(), np.array([0.1]), np.full((1, r, r), np.nan)
     for lo, hi in ((0, 1), (1, 700), (700, 2001), (2001, m)):
-        kernels.sgd_steps(w2, b2, x0[lo:hi], x1[lo:hi], *args, hi - lo, skip, failed, gram2)
+        scratch = np.full((1, 2 * r, d), float(lo))  # its contents never matter
+        kernels.sgd_steps(w2, b2, x0[lo:hi], x1[lo:hi], *args, hi - lo, skip, failed, gram2, scratch)
     np.testing.assert_array_equal(w2, w)
     np.testing.assert_array_equal(b2, b)
     np.testing.assert_array_equal(gram2, gram)

@@ -64,13 +64,13 @@ def main():
     b, skip, failed = np.zeros(1), np.zeros(1, bool), np.empty(1, np.int64)
     step = (*sgd._np_times, sgd.lr, sgd.weight_decay, sgd.act_code)
     draw = lambda: normals.fill_training(n0, n1, 0, m, *keys, m, *mixture)  # noqa: E731
-    gram = np.full((1, r, r), np.nan)
-    train = lambda: kernels.sgd_steps(w, b, x0, x1, *step, m, skip, failed, gram)  # noqa: E731
+    state = (np.full((1, r, r), np.nan), np.empty((1, 2 * r, d)))  # the kernel's w^T w and scratch
+    train = lambda: kernels.sgd_steps(w, b, x0, x1, *step, m, skip, failed, *state)  # noqa: E731
     normals.fill_training(x0, x1, 0, m, *keys, 0, *mixture)
     draw(), train()
     t_draw, t_train = _best(draw) / m, _best(train) / m
     split = int(min(m, max(0, round((t_train / t_draw * m + m) / 2))))
-    both = lambda: kernels.sgd_steps_overlapped(w, b, x0, x1, *step, m, skip, failed, gram, n0, n1, m, split,  # noqa: E731
+    both = lambda: kernels.sgd_steps_overlapped(w, b, x0, x1, *step, m, skip, failed, *state, n0, n1, m, split,  # noqa: E731
                                                 *keys, m, *mixture)
     both()
     t_both = _best(both) / m

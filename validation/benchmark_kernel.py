@@ -43,6 +43,14 @@ def reference_kernels(root: Path):
     return importlib.import_module("hdae_reference.simulation.kernels")
 
 
+def _state(kernel, r, d):
+    """The state arguments that this version of ``sgd_steps`` takes after ``failed`` (none before
+    the gram recursion; gram, then also the scratch w^T, after)."""
+    names = kernel.py_func.__code__.co_varnames[:kernel.py_func.__code__.co_argcount]
+    return tuple(a for name, a in (("gram", np.full((1, r, r), np.nan)), ("work", np.empty((1, 2 * r, d))))
+                 if name in names)
+
+
 def main():
     opts = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
     args = [a for a in sys.argv[1:] if "=" not in a]
@@ -70,8 +78,8 @@ def main():
             for name, mod in versions.items():
                 w, b = w0.copy(), np.array([0.1])
                 t = time.perf_counter()
-                gram = (np.full((1, r, r), np.nan),) if "gram" in mod.sgd_steps.py_func.__code__.co_varnames else ()
-                mod.sgd_steps(w, b, x0, x1, alphas, betas, omegas, 0.05, 0.1, act, STEPS, skip, failed, *gram)
+                state = _state(mod.sgd_steps, r, d)
+                mod.sgd_steps(w, b, x0, x1, alphas, betas, omegas, 0.05, 0.1, act, STEPS, skip, failed, *state)
                 dt = time.perf_counter() - t
                 if failed[0] != -1 or not np.isfinite(w).all():
                     raise SystemExit(f"d = {d}, r = {r}: the benchmark run diverged ({name})")

@@ -290,15 +290,18 @@ class OnlineSGD:
 
             w, b = torch.from_numpy(w), torch.from_numpy(b)
         keys = self.data_keys(generator) if self.keyed and isinstance(generator, np.random.Generator) else None
-        gram = np.full((n, w.shape[2], w.shape[2]), np.nan)  # the kernel's w^T w, carried from chunk to chunk
+        gram = work = None
+        if self.backend == "kernel":  # the kernel's state: w^T w, carried from chunk to chunk; scratch w^T
+            gram = np.full((n, w.shape[2], w.shape[2]), np.nan)
+            work = np.empty((n, 2 * w.shape[2], w.shape[1]))
         if self.backend == "kernel" and keys is not None:
-            return self._run_keyed(w, b, n_steps, keys, chunk, skip, stop_all, failed, gram)
+            return self._run_keyed(w, b, n_steps, keys, chunk, skip, stop_all, failed, (gram, work))
         done = 0
         while done < n_steps:
             m = min(chunk, n_steps - done)
             x0, x1 = self.draw(m, n, generator) if keys is None else self.training_data(keys, done, m, n)
             if self.backend == "kernel":
-                new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all, gram)
+                new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all, (gram, work))
             else:
                 new = self._torch_chunk(w, b, x0, x1, m, skip, stop_all)
             if self._record(new, failed, skip, done, stop_all):
@@ -316,7 +319,7 @@ class OnlineSGD:
 
     _CACHE_BYTES = 8 * 2**20  # one chunk's data (x0 and x1) stays in the shared L3 at this size
 
-    def _run_keyed(self, w, b, n_steps, keys, chunk, skip, stop_all, failed, gram):
+    def _run_keyed(self, w, b, n_steps, keys, chunk, skip, stop_all, failed, state):
         """:meth:`run_replicas` on counter-based data. One replica with two threads: chunk c + 1 is
         drawn on the second thread while chunk c trains (with one replica, stopping every replica at
         a failure is stopping it, so ``stop_all`` needs no replay there)."""
@@ -343,22 +346,22 @@ class OnlineSGD:
             cur = (cur + 1) % len(buffers)  # the next chunk's buffers (the same ones without overlap)
             nx0, nx1 = (a[:m_next] for a in buffers[cur])
             if not overlap or m_next == 0:
-                new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all, gram)
+                new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all, state)
                 if m_next > 0:
                     self.training_data(keys, done + m, m_next, n, out=(nx0, nx1))
             elif self._timed_chunks < 2:
-                new = self._timed_chunk(w, b, x0, x1, nx0, nx1, keys, done + m, skip, stop_all, mixture, gram)
+                new = self._timed_chunk(w, b, x0, x1, nx0, nx1, keys, done + m, skip, stop_all, mixture, state)
             else:
                 new = np.empty(n, dtype=np.int64)
                 kernels.sgd_steps_overlapped(wn, bn, x0, x1, *self._np_times, self.lr, self.weight_decay,
-                                             self.act_code, m, skip, new, gram, nx0, nx1, m_next,
+                                             self.act_code, m, skip, new, *state, nx0, nx1, m_next,
                                              self._split(m, m_next), *keys, done + m, *mixture)
             if self._record(new, failed, skip, done, stop_all):
                 return failed
             done += m
         return failed
 
-    def _timed_chunk(self, w, b, x0, x1, nx0, nx1, keys, start_next, skip, stop_all, mixture, gram):
+    def _timed_chunk(self, w, b, x0, x1, nx0, nx1, keys, start_next, skip, stop_all, mixture, state):
         """Train a chunk, then draw the next one on this thread, timing both: their ratio per step is
         the balance of :meth:`_split`. The first two chunks of an instance go this way (the second's
         ratio counts: the first may include loading the compiled kernels)."""
@@ -367,7 +370,7 @@ class OnlineSGD:
         from . import normals
 
         t0 = time.perf_counter()
-        new = self._kernel_chunk(w, b, x0, x1, len(x0), skip, stop_all, gram)
+        new = self._kernel_chunk(w, b, x0, x1, len(x0), skip, stop_all, state)
         t1 = time.perf_counter()
         normals.fill_training(nx0, nx1, 0, len(nx0), *keys, start_next, *mixture)
         t2 = time.perf_counter()
@@ -380,27 +383,28 @@ class OnlineSGD:
         draws the rest, so that both take as long (from the measured train / draw time per step)."""
         return int(min(m_next, max(0, round((self._train_per_draw * m + m_next) / 2))))
 
-    def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all, gram):
-        """The kernel on a chunk (w, b and gram, each replica's w^T w, updated in place); with
-        ``stop_all``, every replica is replayed up to the first failing step."""
+    def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all, state):
+        """The kernel on a chunk (w, b and the kernel's state (gram, work) of :func:`kernels.sgd_steps`
+        updated in place); with ``stop_all``, every replica is replayed up to the first failing step."""
         from . import kernels
 
         x0, x1 = (_np_of(x) for x in (x0, x1))
         wn, bn = _np_of(w), _np_of(b)  # for CPU tensors, shared memory: w, b updated in place
         if not (wn.flags.c_contiguous and bn.flags.c_contiguous):
             wc, bc = np.ascontiguousarray(wn), np.ascontiguousarray(bn)
-            failed = self._kernel_chunk(wc, bc, x0, x1, m, skip, stop_all, gram)
+            failed = self._kernel_chunk(wc, bc, x0, x1, m, skip, stop_all, state)
             wn[...], bn[...] = wc, bc
             return failed
         args = (np.ascontiguousarray(x0), np.ascontiguousarray(x1), self._np_times[0],
                 self._np_times[1], self._np_times[2], self.lr, self.weight_decay, self.act_code)
         failed = np.empty(w.shape[0], dtype=np.int64)
+        gram = state[0]
         start = (wn.copy(), bn.copy(), gram.copy()) if stop_all else None
-        kernels.sgd_steps(wn, bn, *args, m, skip, failed, gram)
+        kernels.sgd_steps(wn, bn, *args, m, skip, failed, *state)
         if stop_all and (failed >= 0).any():  # replay the others up to the first failing step
             first = int(failed[failed >= 0].min())
             wn[...], bn[...], gram[...] = start
-            kernels.sgd_steps(wn, bn, *args, first, skip, np.empty_like(failed), gram)
+            kernels.sgd_steps(wn, bn, *args, first, skip, np.empty_like(failed), *state)
             failed = np.where(failed == first, first, -1)
         return failed
 
