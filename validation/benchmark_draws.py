@@ -70,8 +70,9 @@ def main():
     draw(), train()
     t_draw, t_train = _best(draw) / m, _best(train) / m
     split = int(min(m, max(0, round((t_train / t_draw * m + m) / 2))))
-    both = lambda: kernels.sgd_steps_overlapped(w, b, x0, x1, *step, m, skip, failed, *state, n0, n1, m, split,  # noqa: E731
-                                                *keys, m, *mixture)
+    def both():
+        kernels.sgd_steps_overlapped(w, b, x0, x1, *step, m, skip, failed, *state, n0, n1, m, split, *keys, m,
+                                     *mixture)
     both()
     t_both = _best(both) / m
     a, c, out = np.random.rand(2048), np.random.rand(2048), np.zeros(2)
