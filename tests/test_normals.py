@@ -173,9 +173,10 @@ def test_trajectory_same_when_drawing_on_a_second_core(kernel_sgd):
         pytest.skip("numba was started with one thread")
     sgd, w0 = kernel_sgd
     ref = _trained(sgd, w0[:1], 300, 256, 1)
-    assert sgd._train_per_draw is None
+    assert sgd._overlapped_chunks == 0
     for chunk in (8, 50, 256):
+        before = sgd._overlapped_chunks
         w, b = _trained(sgd, w0[:1], 300, chunk, 2)
-        assert sgd._train_per_draw is not None  # the overlapped path ran
+        assert sgd._overlapped_chunks > before  # the overlapped path ran
         np.testing.assert_array_equal(w, ref[0])
         np.testing.assert_array_equal(b, ref[1])

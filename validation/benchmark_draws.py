@@ -6,7 +6,7 @@ For one replica of fig2 at dimension d and width r, over one chunk of steps (bes
 * draws: :func:`hdae.simulation.normals.fill_training` (x0 and the mixture's x1: 2d normals a step);
 * kernel: :func:`hdae.simulation.kernels.sgd_steps` on those data;
 * overlapped: :func:`hdae.simulation.kernels.sgd_steps_overlapped`, the kernel on one thread while
-  the other draws the next chunk, split as the simulation splits it;
+  the other draws the next chunk, the rows shared between the two threads as they come;
 * the machine's second-core factor: the throughput of two threads running a vectorised loop
   against one thread (2.0 on two real cores; near 1 where two vCPUs share vector units).
 """
@@ -69,10 +69,9 @@ def main():
     normals.fill_training(x0, x1, 0, m, *keys, 0, *mixture)
     draw(), train()
     t_draw, t_train = _best(draw) / m, _best(train) / m
-    split = int(min(m, max(0, round((t_train / t_draw * m + m) / 2))))
+
     def both():
-        kernels.sgd_steps_overlapped(w, b, x0, x1, *step, m, skip, failed, *state, n0, n1, m, split, *keys, m,
-                                     *mixture)
+        kernels.sgd_steps_overlapped(w, b, x0, x1, *step, m, skip, failed, *state, n0, n1, m, *keys, m, *mixture)
     both()
     t_both = _best(both) / m
     a, c, out = np.random.rand(2048), np.random.rand(2048), np.zeros(2)
@@ -83,7 +82,7 @@ def main():
     print(f"  draws       {t_draw * 1e6:8.1f}  ({t_draw / (2 * d) * 1e9:.2f} ns per normal)")
     print(f"  kernel      {t_train * 1e6:8.1f}")
     print(f"  serial      {(t_draw + t_train) * 1e6:8.1f}")
-    print(f"  overlapped  {t_both * 1e6:8.1f}  (split {split}; perfect sharing of two cores: "
+    print(f"  overlapped  {t_both * 1e6:8.1f}  (perfect sharing of two cores: "
           f"{(t_draw + t_train) / 2 * 1e6:.1f})")
     print(f"second-core factor for vectorised loops: x{2 * one / two:.2f}")
 

@@ -447,15 +447,30 @@ def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_step
                                          n_steps, gram[i], work[i])
 
 
+@njit(cache=True, nogil=True)
+def _draw_rows(next_x0, next_x1, claimed, first, step, key0, key1, start_next, cum, centroids, std, X, R, F):
+    """Draw rows first, first + step, ... of the next chunk (:func:`fill_training`), claiming each
+    in ``claimed`` before drawing it, until a row is found claimed (by the other task) or the end."""
+    j = first
+    while 0 <= j < claimed.shape[0] and claimed[j] == 0:
+        claimed[j] = 1
+        fill_training(next_x0, next_x1, j, j + 1, key0, key1, start_next, cum, centroids, std, X, R, F)
+        j += step
+
+
 @njit(cache=True, parallel=True)
 def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_steps, skip, failed, gram,
-                         work, next_x0, next_x1, m_next, split, key0, key1, start_next, cum, centroids, std, X, R, F):
+                         work, next_x0, next_x1, m_next, key0, key1, start_next, cum, centroids, std, X, R, F):
     """:func:`sgd_steps` on the chunk (x0, x1) while the next chunk's training data are drawn into
     (next_x0, next_x1) (:func:`hdae.simulation.normals.fill_training`, its steps start_next ...):
-    task 0 trains every replica in turn and then draws rows split .. m_next - 1 of the next chunk,
-    task 1 draws rows 0 .. split - 1. With two threads the tasks run at once (``split`` balances
-    them); with one they run in turn. The numbers do not depend on ``split`` or the threads."""
+    task 1 draws rows 0, 1, ... of the next chunk; task 0 trains every replica in turn and then
+    draws rows m_next - 1, m_next - 2, ...; each stops at a row the other has claimed, so the
+    split follows the two threads' actual speeds, chunk by chunk. A row drawn by both (when both
+    reach it at once) gets the same numbers twice: a row is a function of its step alone, so the
+    numbers depend neither on the split nor on the threads. With one thread the tasks run in turn
+    (task 0 then draws every row)."""
     n = w.shape[0]
+    claimed = np.zeros(m_next, dtype=np.uint8)
     for task in prange(2):
         if task == 0:
             for i in range(n):
@@ -463,9 +478,9 @@ def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, 
                 if not skip[i]:
                     b[i], failed[i] = _replica_steps(w[i], b[i], x0, x1, i, alphas, betas, omegas, lr, weight_decay,
                                                      act, n_steps, gram[i], work[i])
-            fill_training(next_x0, next_x1, split, m_next, key0, key1, start_next, cum, centroids, std, X, R, F)
+            _draw_rows(next_x0, next_x1, claimed, m_next - 1, -1, key0, key1, start_next, cum, centroids, std, X, R, F)
         else:
-            fill_training(next_x0, next_x1, 0, split, key0, key1, start_next, cum, centroids, std, X, R, F)
+            _draw_rows(next_x0, next_x1, claimed, 0, 1, key0, key1, start_next, cum, centroids, std, X, R, F)
 
 
 # ----------------------------------------------------------------------------- the d-dimensional sampler

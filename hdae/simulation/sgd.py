@@ -138,7 +138,7 @@ class OnlineSGD:
         if backend == "kernel" and self.device_type != "cpu":
             raise ValueError("the SGD kernel runs on CPU only; use backend='torch' on " + str(self.device))
         self._t = None
-        self._train_per_draw, self._timed_chunks = None, 0  # the overlap's balance (see _timed_chunk)
+        self._overlapped_chunks = 0  # chunks trained while the next was drawn on a second thread (see _run_keyed)
         self.backend = ("kernel" if self.device_type == "cpu" else "torch") if backend == "auto" else backend
 
     # ------------------------------------------------------------------ torch views, made on first use
@@ -349,39 +349,16 @@ class OnlineSGD:
                 new = self._kernel_chunk(w, b, x0, x1, m, skip, stop_all, state)
                 if m_next > 0:
                     self.training_data(keys, done + m, m_next, n, out=(nx0, nx1))
-            elif self._timed_chunks < 2:
-                new = self._timed_chunk(w, b, x0, x1, nx0, nx1, keys, done + m, skip, stop_all, mixture, state)
             else:
                 new = np.empty(n, dtype=np.int64)
                 kernels.sgd_steps_overlapped(wn, bn, x0, x1, *self._np_times, self.lr, self.weight_decay,
-                                             self.act_code, m, skip, new, *state, nx0, nx1, m_next,
-                                             self._split(m, m_next), *keys, done + m, *mixture)
+                                             self.act_code, m, skip, new, *state, nx0, nx1, m_next, *keys, done + m,
+                                             *mixture)
+                self._overlapped_chunks += 1
             if self._record(new, failed, skip, done, stop_all):
                 return failed
             done += m
         return failed
-
-    def _timed_chunk(self, w, b, x0, x1, nx0, nx1, keys, start_next, skip, stop_all, mixture, state):
-        """Train a chunk, then draw the next one on this thread, timing both: their ratio per step is
-        the balance of :meth:`_split`. The first two chunks of an instance go this way (the second's
-        ratio counts: the first may include loading the compiled kernels)."""
-        import time
-
-        from . import normals
-
-        t0 = time.perf_counter()
-        new = self._kernel_chunk(w, b, x0, x1, len(x0), skip, stop_all, state)
-        t1 = time.perf_counter()
-        normals.fill_training(nx0, nx1, 0, len(nx0), *keys, start_next, *mixture)
-        t2 = time.perf_counter()
-        self._train_per_draw = ((t1 - t0) / len(x0)) / max((t2 - t1) / len(nx0), 1e-12)
-        self._timed_chunks += 1
-        return new
-
-    def _split(self, m, m_next):
-        """Rows of the next chunk that the second task draws while the first trains m steps and then
-        draws the rest, so that both take as long (from the measured train / draw time per step)."""
-        return int(min(m_next, max(0, round((self._train_per_draw * m + m_next) / 2))))
 
     def _kernel_chunk(self, w, b, x0, x1, m, skip, stop_all, state):
         """The kernel on a chunk (w, b and the kernel's state (gram, work) of :func:`kernels.sgd_steps`
