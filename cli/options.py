@@ -45,7 +45,7 @@ def _set_threads(ctx, param, value):
 threads = click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False,
                        callback=_set_threads,
                        help="CPU threads for numba and torch (default: the cores free now, i.e. the cores this "
-                            "process may use minus the 1-minute load average, at least 1).")
+                            "process may use minus the other tasks running at start, at least 1).")
 no_sample = click.option("--no-sample", is_flag=True, help="Skip the generative sampling (training only).")
 
 
