@@ -11,7 +11,7 @@ import pytest
 
 import hdae
 from hdae import targets
-from hdae.simulation import normals
+from hdae.simulation import kernels, normals
 from hdae.simulation.sgd import MixtureSampler, OnlineSGD
 
 from conftest import SMALL
@@ -180,3 +180,35 @@ def test_trajectory_same_when_drawing_on_a_second_core(kernel_sgd):
         assert sgd._overlapped_chunks > before  # the overlapped path ran
         np.testing.assert_array_equal(w, ref[0])
         np.testing.assert_array_equal(b, ref[1])
+
+
+
+@numba.njit(parallel=True)
+def _claim_from_both_ends(flags, owner):
+    """The overlapped draws' protocol on a flag array: thread 0 takes rows from the top, thread 1
+    from the bottom, each until it finds a row taken; owner[j] counts 1 per take by 0, 10 by 1."""
+    for task in numba.prange(2):
+        j, step, mark = (flags.shape[0] - 1, -1, 1) if task == 0 else (0, 1, 10)
+        while 0 <= j < flags.shape[0] and kernels._claim(flags, j):
+            owner[j] += mark
+            j += step
+
+
+def test_rows_of_the_overlapped_draws_are_taken_once():
+    """Each row of the next chunk is claimed by exactly one of the two threads (an atomic exchange:
+    with a plain check-then-set both threads could take the row where they meet, and the
+    mixture's in-place affine map would then be applied twice to it)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba was started with one thread")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        for n in (1, 2, 7, 5000):
+            for _ in range(300 if n > 7 else 50):
+                flags, owner = np.zeros(n, np.uint8), np.zeros(n, np.int64)
+                _claim_from_both_ends(flags, owner)
+                assert np.all((owner == 1) | (owner == 10)) and np.all(flags == 1)
+                # the takes are contiguous from each end: the split is one point
+                assert np.all(np.diff((owner == 1).astype(int)) >= 0)
+    finally:
+        numba.set_num_threads(before)

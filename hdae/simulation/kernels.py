@@ -39,7 +39,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ..activations import nb_dsigma, nb_sigma
 from .normals import _MASK64, ZIG_F, ZIG_R, ZIG_X, fill, fill_training
@@ -447,13 +450,32 @@ def sgd_steps(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, act, n_step
                                          n_steps, gram[i], work[i])
 
 
+@intrinsic
+def _claim(typingctx, flags, j):
+    """``_claim(flags, j)``: atomically set flags[j] = 1 (flags 1-d uint8; a sequentially consistent
+    exchange) and return whether it was 0, i.e. whether this thread is the one that has row j."""
+    if not (isinstance(flags, types.Array) and flags.ndim == 1 and flags.dtype == types.uint8
+            and isinstance(j, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type, index_type = signature.args
+        array = context.make_array(array_type)(context, builder, args[0])
+        index = context.cast(builder, args[1], index_type, types.intp)
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [index])
+        old = builder.atomic_rmw("xchg", pointer, ir.Constant(ir.IntType(8), 1), "seq_cst")
+        return builder.icmp_unsigned("==", old, ir.Constant(ir.IntType(8), 0))
+
+    return types.boolean(flags, j), codegen
+
+
 @njit(cache=True, nogil=True)
 def _draw_rows(next_x0, next_x1, claimed, first, step, key0, key1, start_next, cum, centroids, std, X, R, F):
-    """Draw rows first, first + step, ... of the next chunk (:func:`fill_training`), claiming each
-    in ``claimed`` before drawing it, until a row is found claimed (by the other task) or the end."""
+    """Draw rows first, first + step, ... of the next chunk (:func:`fill_training`), each claimed
+    atomically before it is drawn (:func:`_claim`), until a row is found taken (by the other task)
+    or the end: every row is drawn by exactly one thread."""
     j = first
-    while 0 <= j < claimed.shape[0] and claimed[j] == 0:
-        claimed[j] = 1
+    while 0 <= j < claimed.shape[0] and _claim(claimed, j):
         fill_training(next_x0, next_x1, j, j + 1, key0, key1, start_next, cum, centroids, std, X, R, F)
         j += step
 
@@ -465,10 +487,9 @@ def sgd_steps_overlapped(w, b, x0, x1, alphas, betas, omegas, lr, weight_decay, 
     (next_x0, next_x1) (:func:`hdae.simulation.normals.fill_training`, its steps start_next ...):
     task 1 draws rows 0, 1, ... of the next chunk; task 0 trains every replica in turn and then
     draws rows m_next - 1, m_next - 2, ...; each stops at a row the other has claimed, so the
-    split follows the two threads' actual speeds, chunk by chunk. A row drawn by both (when both
-    reach it at once) gets the same numbers twice: a row is a function of its step alone, so the
-    numbers depend neither on the split nor on the threads. With one thread the tasks run in turn
-    (task 0 then draws every row)."""
+    split follows the two threads' actual speeds, chunk by chunk. A row is a function of its step
+    alone, so the numbers depend neither on the split nor on the threads. With one thread the
+    tasks run in turn (task 0 then draws every row)."""
     n = w.shape[0]
     claimed = np.zeros(m_next, dtype=np.uint8)
     for task in prange(2):
