@@ -26,17 +26,54 @@ def replica_lines(run, indent: str = "  ") -> list[str]:
     return lines
 
 
+def sweep_lines(path) -> list[str]:
+    """A sweep file: provenance, its axes and their values, the points by status, the runs it holds,
+    and the first few points that did not succeed, with why."""
+    from hdae.sweep import STATUS_NAMES, SweepFile
+
+    s = SweepFile(path)
+    counts = ", ".join(f"{int((s.status == c).sum())} {name}" for c, name in STATUS_NAMES.items()
+                       if (s.status == c).any())
+    lines = [f"{path}: sweep, {len(s.status)} points ({counts})",
+             f"  hdae {s.attrs.get('hdae_version')}, created {s.attrs.get('created')}, "
+             f"total wall time {np.nansum(s.wall_time):.3f} s",
+             f"  runs: {', '.join(s.runs) or 'none'}"]
+    for key in s.keys:
+        values = [_value(v) for v in s.axes[key]]
+        lines.append(f"  axis {key} ({len(values)}): {', '.join(values)}")
+    bad = [i for i, c in enumerate(s.status) if STATUS_NAMES.get(int(c)) not in ("success", "pending")]
+    for i in bad[:10]:
+        at = ", ".join(f"{k} = {_value(s.axes[k][j])}" for k, j in zip(s.keys, s.index[i]))
+        lines.append(f"  point {i} ({at}): {STATUS_NAMES[int(s.status[i])]}: {s.message[i]}")
+    if len(bad) > 10:
+        lines.append(f"  ... and {len(bad) - 10} more points that did not succeed")
+    return lines
+
+
+def _value(v) -> str:
+    return v.decode() if isinstance(v, bytes) else f"{v:g}"
+
+
 @click.command("info")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--config", "show_config", is_flag=True, help="Also print the full resolved problem (TOML).")
 @user_errors
 def command(file, show_config):
-    """Provenance and contents of a result FILE (kind, version, seed, device, wall time, shapes).
+    """Provenance and contents of a result FILE (kind, version, seed, device, wall time, shapes), or of
+    a sweep file (its axes, its points by status, why points failed).
 
     With --config the output is a valid problem file as it stands (the provenance lines become TOML
     comments), so `hdae info r.h5 --config > p.toml` re-runs the same problem; what the command line
     set outside the problem (replicas, device) is recorded in a comment.
     """
+    from hdae.sweep_plot import is_sweep_file
+
+    if is_sweep_file(file):
+        if show_config:
+            raise click.UsageError("--config prints one problem; a sweep file holds one per point "
+                                   "(hdae.sweep.SweepFile(path).config[i])")
+        click.echo("\n".join(sweep_lines(file)))
+        return
     r = hdae.read(file)
     lines = [f"{file}: {r.kind}, status {r.status}{' (' + r.message + ')' if r.message else ''}",
              f"  hdae {r.hdae_version}, created {r.created}, device {r.device}, wall time {r.wall_time_s:.3f} s",

@@ -49,11 +49,14 @@ def command(problem_file, example, overrides, output, init_from, d, seed, genera
     check_writable(output, force)
     if init_from is not None and d is not None:
         raise click.UsageError("--d conflicts with --init-from: the simulation file fixes d")
+    if init_from is not None and seed is not None:
+        raise click.UsageError("--seed conflicts with --init-from: the simulation file fixes the initial weights "
+                               "and its seed (a different seed would not change the theory, and `compare` "
+                               "would refuse the pair)")
     if init_from is not None and problem_file is None and example is None:
         problem = None
-        if overrides or seed is not None:
-            extra = {"seed": seed} if seed is not None else {}
-            problem = hdae.read(init_from).problem.with_overrides(*overrides, **extra)
+        if overrides:
+            problem = hdae.read(init_from).problem.with_overrides(*overrides)
     else:
         problem = o.load(problem_file, example, overrides, d, seed)
     result = solve(problem, init_from=init_from, progress=None if not quiet else False, sample=not no_sample,

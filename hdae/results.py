@@ -301,6 +301,14 @@ class Result:
         if not path.is_file():
             raise FileNotFoundError(f"no result file at {str(path)!r}")
         try:
+            with h5py.File(path, "r", locking=False) as f:
+                sweep = f.attrs.get("kind") == "sweep"
+        except OSError as err:
+            raise ResultFileError(f"{str(path)!r} is not a readable hdae result file ({err})") from None
+        if sweep:
+            raise ResultFileError(f"{str(path)!r} is a sweep file (many runs), not one run's result: `hdae info` "
+                                  "describes it, `hdae plot` draws it, hdae.sweep.SweepFile reads it")
+        try:
             return cls._read(path)
         except (OSError, KeyError) as err:
             raise ResultFileError(f"{str(path)!r} is not a readable hdae result file ({err})") from None

@@ -338,11 +338,18 @@ def manifold_points(manifold: str, points, scale: float):
 
 # ============================================================================ MNIST
 def resolve_data_dir(path: str) -> Path:
-    """Find an MNIST directory: ``$HDAE_MNIST_DIR`` if set, else ``path`` as given (relative to
-    the working directory) or relative to this repository's root. ConfigError when absent."""
+    """Find an MNIST directory: ``$HDAE_MNIST_DIR`` if set (this machine's copy of the data, before
+    the problem's ``target.data_dir``; ConfigError when it holds no IDX files, rather than a silent
+    fall-back), else ``path`` as given (relative to the working directory) or relative to this
+    repository's root. ConfigError when absent."""
+    env = os.environ.get("HDAE_MNIST_DIR")
+    if env:
+        folder = Path(env).expanduser()
+        if folder.is_dir() and _idx_pairs(folder):
+            return folder
+        raise ConfigError("target.data_dir", f"$HDAE_MNIST_DIR = {env!r} holds no MNIST IDX files "
+                          "(t10k-/train-images-idx3-ubyte[.gz]); unset it to use target.data_dir")
     candidates = []
-    if os.environ.get("HDAE_MNIST_DIR"):
-        candidates.append(Path(os.environ["HDAE_MNIST_DIR"]))
     p = Path(path).expanduser()
     candidates.append(p)
     if not p.is_absolute():

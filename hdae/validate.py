@@ -31,7 +31,8 @@ def _num(key, v, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     if not math.isfinite(v):
         raise ConfigError(key, f"must be finite, got {v}")
     if v < lo or (lo_open and v == lo) or v > hi or (hi_open and v == hi):
-        left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+        left = "(" if lo_open or lo == -math.inf else "["
+        right = ")" if hi_open or hi == math.inf else "]"  # values are finite: inf is never in the range
         raise ConfigError(key, f"must lie in {left}{lo:g}, {hi:g}{right}, got {v:g}")
     return v
 

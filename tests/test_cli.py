@@ -224,6 +224,15 @@ def test_solve_d_conflicts_with_init_from(files, tmp_path):
     assert not (tmp_path / "t.h5").exists()
 
 
+def test_solve_seed_conflicts_with_init_from(files, tmp_path):
+    """--seed would be stored in the theory file without changing it, and compare would then refuse
+    the pair: refused up front, like --d."""
+    _, sim_path, _ = files
+    r = _run("solve", "--init-from", str(sim_path), "--seed", "7", "-o", str(tmp_path / "t.h5"))
+    assert r.exit_code == 2 and "--seed conflicts with --init-from" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "t.h5").exists()
+
+
 def test_simulate_divergence_exit_status(tmp_path):
     problem = tmp_path / "p.toml"
     problem.write_text(SMALL)
@@ -272,3 +281,21 @@ def test_light_commands_import_no_heavy_library(args):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
+
+
+def test_sweep_files_are_described_by_info_and_refused_as_one_run(tmp_path):
+    """`info` describes a sweep file (axes, points by status, why a point diverged); the commands that
+    take one run's result (compare, solve --init-from, simulate --resume) say it is a sweep file."""
+    sweep = tmp_path / "sw.h5"
+    r = _run("sweep", "--example", "fig1", "--grid", "train.lr=0.2,10", "--serial", "-o", str(sweep), "-q")
+    assert sweep.exists(), r.output
+    r = _run("info", str(sweep))
+    assert r.exit_code == 0
+    assert "sweep, 2 points (1 success, 1 diverged)" in r.output
+    assert "axis train.lr (2): 0.2, 10" in r.output
+    assert "point 1 (train.lr = 10): diverged" in r.output
+    for args in (["compare", str(sweep), str(sweep)], ["solve", "--init-from", str(sweep), "-o", str(tmp_path / "t.h5")],
+                 ["simulate", "--resume", str(sweep), "-o", str(tmp_path / "s.h5")]):
+        msg = _one_line_error(CliRunner().invoke(cli, args))
+        assert "is a sweep file" in msg, args
+    assert not (tmp_path / "t.h5").exists() and not (tmp_path / "s.h5").exists()

@@ -495,3 +495,18 @@ def test_error_manifold_points():
     assert _config_error(base, ["target.points=[7, 0]"]).key.startswith("target.points")
     assert _config_error(base, ['target.manifold="torus"']).key == "target.manifold"
     assert _config_error(base, ["target.scale=0.0"]).key == "target.scale"
+
+
+def test_mnist_dir_from_the_environment_is_never_ignored(tmp_path, monkeypatch):
+    """$HDAE_MNIST_DIR comes first; set to a folder without IDX files it is an error naming it, not a
+    silent fall-back to target.data_dir."""
+    empty = tmp_path / "typo_mnist"
+    empty.mkdir()
+    monkeypatch.setenv("HDAE_MNIST_DIR", str(empty))
+    with pytest.raises(ConfigError) as info:
+        hdae.targets.resolve_data_dir(hdae.targets.DEFAULT_MNIST_DIR)
+    assert info.value.key == "target.data_dir" and "HDAE_MNIST_DIR" in str(info.value) and "typo_mnist" in str(info.value)
+    # a folder with the IDX files (two empty-but-present pairs are enough to be found) is used as given
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (empty / name).write_bytes(b"")
+    assert hdae.targets.resolve_data_dir("/nonexistent/elsewhere") == empty
