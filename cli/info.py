@@ -54,7 +54,8 @@ def _value(v) -> str:
     return v.decode() if isinstance(v, bytes) else f"{v:g}"
 
 
-@click.command("info")
+@click.command("info", epilog="\b\nExit status: 0 the file was read; 1 not a readable hdae file (one line on stderr); "
+                              "2 bad command line.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--config", "show_config", is_flag=True, help="Also print the full resolved problem (TOML).")
 @user_errors
