@@ -141,24 +141,33 @@ def as_arrays(rows: list[GenerationDiagnostics]) -> dict:
 
 
 def format_table(columns: dict[str, list[GenerationDiagnostics]]) -> str:
-    """One table, a row per generation, a block of columns per source (e.g. {'theory': .., 'simulation': ..})."""
+    """One table, a row per generation, a block of columns per source (e.g. {'theory': .., 'simulation': ..}):
+    the top three variances, their total, the modes (with their weights) and the distance to the
+    generation-0 target; columns as wide as their widest cell."""
     names = list(columns)
-    head = f"{'gen':>4}" + "".join(f" | {n[:10]:>10} {'var':>21} {'total':>7} {'modes (weights)':>22} {'dist':>7}"
-                                   for n in names)
-    lines = [head]
+    fields = ("variances", "total", "modes (weights)", "dist")
+    rows = []
     for g in range(max(len(v) for v in columns.values())):
-        line = f"{g:>4}"
+        row = []
         for n in names:
-            rows = columns[n]
-            if g >= len(rows):
-                line += " | " + " " * 72
+            if g >= len(columns[n]):
+                row.append(("", "", "", ""))
                 continue
-            r = rows[g]
-            var = " ".join(f"{v:.3g}" for v in r.variance[:3])
-            modes = f"{r.n_modes} (" + ", ".join(f"{w:.2f}" for w in r.mode_weights[:3]) + ("..." if r.n_modes > 3 else "") + ")"
-            line += f" | {'':>10} {var:>21} {r.total:>7.3g} {modes:>22} {r.distance:>7.3g}"
-        lines.append(line)
-    return "\n".join(lines)
+            r = columns[n][g]
+            var = ", ".join(f"{v:.3g}" for v in r.variance[:3])
+            modes = f"{r.n_modes} (" + ", ".join(f"{w:.2f}" for w in r.mode_weights[:3]) + (", ..." if r.n_modes > 3 else "") + ")"
+            row.append((var, f"{r.total:.3g}", modes, f"{r.distance:.3g}"))
+        rows.append(row)
+    widths = [[max([len(f)] + [len(row[b][k]) for row in rows]) for k, f in enumerate(fields)] for b in range(len(names))]
+    block_width = [sum(w) + 2 * (len(fields) - 1) for w in widths]
+    title = f"{'':>4}" + "".join(f" | {n:<{block_width[b]}}" for b, n in enumerate(names))
+    head = f"{'gen':>4}" + "".join(" | " + "  ".join(f"{f:>{w}}" for f, w in zip(fields, widths[b]))
+                                   for b in range(len(names)))
+    lines = [title, head]
+    for g, row in enumerate(rows):
+        lines.append(f"{g:>4}" + "".join(" | " + "  ".join(f"{c:>{w}}" for c, w in zip(row[b], widths[b]))
+                                         for b in range(len(names))))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def collapse_extras(result) -> dict:

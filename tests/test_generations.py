@@ -312,3 +312,25 @@ def test_resume_adds_generations_and_draws_from_the_file(two_generations, tmp_pa
                                  "-o", str(tmp_path / "more.h5")])
     assert r.exit_code == 0, r.output
     assert Result.read(tmp_path / "more.h5").n_generations == 3
+
+
+def test_collapse_table_columns_line_up():
+    """Every row of the model-collapse table puts its separators and its column ends where the
+    header does, whatever the cells' widths (a 4-mode cell once ran into the next column)."""
+    from types import SimpleNamespace
+
+    wide = SimpleNamespace(variance=np.array([3.72, 0.516]), total=4.2, n_modes=4,
+                           mode_weights=np.array([0.26, 0.26, 0.24, 0.24]), distance=0.123)
+    narrow = SimpleNamespace(variance=np.array([3.1, 0.5, 0.01]), total=3.6, n_modes=1,
+                             mode_weights=np.array([1.0]), distance=0.2)
+    lines = collapse.format_table({"theory": [wide, narrow], "simulation": [narrow]}).splitlines()
+    head = lines[1]
+    assert head.split()[:2] == ["gen", "|"] and "modes (weights)" in head
+    bars = [i for i, ch in enumerate(head) if ch == "|"]
+    for line in lines[2:]:
+        assert [i for i, ch in enumerate(line) if ch == "|"] == bars, line
+    row0 = lines[2]
+    assert "4 (0.26, 0.26, 0.24, ...)" in row0
+    # right-aligned cells end where their header ends
+    for field, cell in (("dist", "0.123"), ("total", "4.2")):
+        assert head.index(field) + len(field) == row0.index(cell) + len(cell)
