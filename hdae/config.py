@@ -336,7 +336,9 @@ def _check_increasing(key, values, tau, allow_empty=False):
     if any(b <= a for a, b in zip(values, values[1:])):
         raise ConfigError(key, "must be strictly increasing")
     if values and values[-1] > tau * (1 + 1e-12):
-        raise ConfigError(key, f"values must lie in [0, train.tau = {tau!r}], got {values[-1]!r}")
+        raise ConfigError(key, f"values must lie in [0, train.tau = {tau!r}], got {values[-1]!r}"
+                          + (" (a shorter train.tau needs its own list, e.g. --set 'sample.thetas=[0.0, "
+                             f"{tau!r}]', or sample.thetas=[] with --no-sample)" if key == "sample.thetas" else ""))
 
 
 def _check_distinct_steps(checkpoints, sample_thetas, d: int, lr: float):
