@@ -23,6 +23,9 @@ overrides = click.option("--set", "-s", "overrides", multiple=True, metavar="SEC
                               "(values are TOML literals; repeatable).")
 output = click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
                       help="The HDF5 file to write (written atomically).")
+image_output = click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                            help="The image file to write; its extension (.png, .pdf, .svg) picks the format "
+                                 "(written atomically).")
 force = click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 quiet = click.option("--quiet", "-q", is_flag=True, help="No progress bar (it only shows on a terminal anyway).")
 seed = click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=None, help="Override the problem's seed (0 .. 2^63 - 1).")

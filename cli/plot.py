@@ -14,7 +14,7 @@ from . import options as o
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A simulation file to draw under the theory (or a theory file over a simulation).")
-@o.output
+@o.image_output
 @click.option("--what", type=click.Choice(["auto", "density", "training", "generations", "collapse"]), default="auto",
               show_default=True,
               help="density: generated densities per sampled training time (paper Figs. 1-3); "
@@ -46,22 +46,35 @@ def command(file, against, output, what, generation, summary, sweep_axes, sweep_
       hdae plot sweep.h5 --summary distance --axes train.lr --axes train.weight_decay -o phase.png
 
     A sweep file (`hdae sweep`) is drawn as a phase diagram: a heat map of --summary over two
-    swept keys (a line over one), diverged points crossed, invalid ones hatched.
+    swept keys (a line over one), diverged points crossed, invalid ones hatched. Options of the
+    other kind of file are refused (--what, --generation, --against for a sweep file; --summary,
+    --axes, --at, --run for a single run). The extension of OUTPUT picks the image format.
     """
     from hdae import plotting, sweep_plot
 
     from hdae.results import check_writable
 
+    try:
+        plotting.image_format(output)  # before anything else: an unsupported extension writes nothing
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    given = _given(click.get_current_context())
     check_writable(output, force)
     if sweep_plot.is_sweep_file(file):
-        if against is not None:
-            raise click.UsageError("--against does not apply to a sweep file")
+        wrong = [n for n in ("--against", "--what", "--generation") if n in given]
+        if wrong:
+            raise click.UsageError(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to a sweep "
+                                   "file (it is drawn as a phase diagram: --summary, --axes, --at, --run)")
         try:
             sweep_plot.plot_sweep(file, output, summary, list(sweep_axes), sweep_plot.parse_at(sweep_at), sweep_run)
         except ValueError as err:
             raise click.ClickException(str(err)) from None
         click.echo(f"wrote {output}", err=True)
         return
+    wrong = [n for n in ("--summary", "--axes", "--at", "--run") if n in given]
+    if wrong:
+        raise click.UsageError(f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} only to sweep files "
+                               f"(`hdae sweep`); {file} is a single run")
     main = hdae.read(file)
     other = hdae.read(against) if against is not None else None
     multi = main.n_generations > 1 or (other is not None and other.n_generations > 1)
@@ -82,3 +95,15 @@ def command(file, against, output, what, generation, summary, sweep_axes, sweep_
     except (ValueError, IndexError) as err:  # e.g. --what density for files without samples
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {output}", err=True)
+
+
+_OPTION_NAMES = {"against": "--against", "what": "--what", "generation": "--generation", "summary": "--summary",
+                 "sweep_axes": "--axes", "sweep_at": "--at", "sweep_run": "--run"}
+
+
+def _given(ctx) -> set:
+    """The options of :data:`_OPTION_NAMES` set on the command line (not left at their defaults)."""
+    from click.core import ParameterSource
+
+    return {flag for name, flag in _OPTION_NAMES.items()
+            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import collapse
 from .plotting import (DENSITY_MASSES, MAX_COMPONENTS, PALETTE, THEORY_COLOR, _draw_2d, _Panel, _rc, _split,
-                       _Style, _suptitle, _TARGET_CMAP, density_grid, density_limits, hdr_levels, save_png,
+                       _Style, _suptitle, _TARGET_CMAP, density_grid, density_limits, hdr_levels, save_figure,
                        target_density)
 from .results import Result
 
@@ -121,6 +121,6 @@ def plot_collapse(theory: Result | None, simulation: Result | None, *, replica: 
 
 def plot_collapse_file(main: Result, other: Result | None, output, what: str = "generations", dpi: int = 130):
     """Write :func:`plot_generations` (what='generations') or :func:`plot_collapse` (what='collapse')
-    atomically into the PNG ``output``."""
+    atomically into the image ``output`` (its extension picks the format: png, pdf, svg, ...)."""
     theory, sim = _split(main, other)
-    return save_png((plot_generations if what == "generations" else plot_collapse)(theory, sim), output, dpi)
+    return save_figure((plot_generations if what == "generations" else plot_collapse)(theory, sim), output, dpi)

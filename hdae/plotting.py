@@ -736,7 +736,7 @@ def has_samples(*results: Result | None) -> bool:
 
 def plot_file(main: Result, other: Result | None, output, what: str = "auto", dpi: int = 130, **kwargs) -> Path:
     """Draw ``main`` (and ``other``, if given; one theory and one simulation in either order)
-    into the PNG ``output`` and return its path.
+    into the image ``output`` (its extension picks the format: png, pdf, svg, ...) and return its path.
 
     what: 'density' (:func:`plot_densities`), 'training' (:func:`plot_training`) or 'auto'
     (density when a file has /sample data, else training). Extra keyword arguments go to the
@@ -744,6 +744,7 @@ def plot_file(main: Result, other: Result | None, output, what: str = "auto", dp
     """
     if what not in ("auto", "density", "training"):
         raise ValueError(f"what must be 'auto', 'density' or 'training', not {what!r}")
+    image_format(output)  # an unsupported extension fails before the drawing
     theory, sim = _split(main, other)
     if what == "auto":
         what = "density" if has_samples(theory, sim) else "training"
@@ -754,13 +755,35 @@ def plot_file(main: Result, other: Result | None, output, what: str = "auto", dp
         fig = plot_densities(theory, sim, **kwargs)
     else:
         fig = plot_training(theory, sim, **kwargs)
-    return save_png(fig, output, dpi)
+    return save_figure(fig, output, dpi)
 
 
-def save_png(fig, output, dpi: int = 130) -> Path:
-    """Write ``fig`` to the PNG ``output`` atomically (never a half-written file, even on Ctrl-C or
-    SIGTERM; missing folders are created) and return its path."""
+def image_format(output) -> str:
+    """The image format that ``output``'s extension names (``png``, ``pdf``, ``svg``, ... any format
+    matplotlib writes); ValueError (one line) for a missing or unsupported extension."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = FigureCanvasBase.get_supported_filetypes()
+    ext = Path(output).suffix.lower().lstrip(".")
+    names = ", ".join(f".{k}" for k in sorted(supported))
+    if not ext:
+        raise ValueError(f"{str(output)!r} has no extension: name the image .png, .pdf or .svg (supported: {names})")
+    if ext not in supported:
+        raise ValueError(f"cannot write a {ext!r} image ({str(output)!r}): use .png, .pdf or .svg "
+                         f"(supported: {names})")
+    return ext
+
+
+def save_figure(fig, output, dpi: int = 130) -> Path:
+    """Write ``fig`` to ``output`` in the format its extension names (:func:`image_format`: png,
+    pdf, svg, ...) atomically (never a half-written file, even on Ctrl-C or SIGTERM; missing
+    folders are created) and return its path. An unsupported extension raises ValueError before
+    anything is written."""
     output = Path(output)
+    fmt = image_format(output)
     with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format=fmt)
     return output
+
+
+save_png = save_figure  # the former name (it always wrote PNG bytes, whatever the extension)

@@ -219,3 +219,47 @@ def test_hdr_levels_of_a_gaussian():
     dens = np.exp(-0.5 * (points ** 2).sum(1)) / (2 * math.pi)
     levels = plotting.hdr_levels(dens, cell, (0.25, 0.5, 0.9))
     np.testing.assert_allclose(levels, [(1 - m) / (2 * math.pi) for m in (0.9, 0.5, 0.25)], rtol=0.02)
+
+
+# ----------------------------------------------------------------------------- formats and the command line
+@pytest.mark.parametrize("ext, magic", [("pdf", b"%PDF-"), ("svg", b"<?xml"), ("png", b"\x89PNG"), ("PDF", b"%PDF-")])
+def test_extension_picks_the_format(pair, tmp_path, ext, magic):
+    out = plotting.plot_file(pair[0], pair[1], tmp_path / f"f.{ext}", "training")
+    data = out.read_bytes()
+    assert data.startswith(magic)
+    if ext == "svg":
+        assert b"<svg" in data[:2000]
+
+
+@pytest.mark.parametrize("name", ["f.xyz", "f"])
+def test_unsupported_extension_writes_nothing(pair, tmp_path, name):
+    with pytest.raises(ValueError, match="cannot write a 'xyz' image" if "." in name else "has no extension"):
+        plotting.plot_file(pair[0], None, tmp_path / name, "training")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_plot_formats_and_options(pair, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    theory, sim = pair
+    tf, sf = tmp_path / "t.h5", tmp_path / "s.h5"
+    theory.write(tf)
+    sim.write(sf)
+    run = lambda *a: CliRunner().invoke(cli, ["plot", *map(str, a)])  # noqa: E731
+    for ext, magic in (("pdf", b"%PDF-"), ("svg", b"<?xml")):
+        res = run(tf, "--against", sf, "-o", tmp_path / f"d.{ext}")
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / f"d.{ext}").read_bytes().startswith(magic)
+    res = run(tf, "-o", tmp_path / "d.xyz")
+    assert res.exit_code == 1 and res.output.count("\n") == 1 and "cannot write a 'xyz' image" in res.output
+    assert not (tmp_path / "d.xyz").exists()
+    # sweep-only options are refused for a single run, not ignored
+    for extra in (["--summary", "distance"], ["--axes", "train.lr"], ["--at", "train.lr=0.1"], ["--run", "theory"]):
+        res = run(tf, "-o", tmp_path / "x.png", *extra)
+        assert res.exit_code == 2 and f"{extra[0]} applies only to sweep files" in res.output, res.output
+    assert not (tmp_path / "x.png").exists()
+    help_text = " ".join(run("--help").output.split())
+    assert "The image file to write; its extension (.png, .pdf, .svg) picks the format" in help_text
+    assert "HDF5" not in help_text.split("--output FILE")[1].split("--what")[0]
