@@ -40,9 +40,22 @@ def command(problem_file, example, overrides, out_dir, d, replicas, device, seed
     """
     problem = o.load(problem_file, example, overrides, d, seed)
     from hdae import pipeline
+    from hdae.divergence import DivergedError
 
-    outputs = pipeline.run(problem, out_dir, replicas=replicas, device=device, force=force,
-                           progress=None if not quiet else False, generations=generations)
+    try:
+        outputs = pipeline.run(problem, out_dir, replicas=replicas, device=device, force=force,
+                               progress=None if not quiet else False, generations=generations)
+    except DivergedError as err:  # some replicas stopped: the others' outputs are written, then exit 3
+        if getattr(err, "outputs", None) is None:
+            raise
+        _summary(err.outputs)
+        raise
+    _summary(outputs)
+
+
+def _summary(outputs):
+    """The comparison on stdout, the files written on stderr (one per line, label then path)."""
     click.echo(outputs.report())
+    width = max(map(len, outputs.files)) + 2
     for name, path in outputs.files.items():
-        click.echo(f"{name:<11}{path}", err=True)
+        click.echo(f"{name:<{width}}{path}", err=True)
