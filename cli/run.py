@@ -37,6 +37,10 @@ def command(problem_file, example, overrides, out_dir, d, replicas, device, seed
     adds generations.png (target and each generation's density) and collapse.png (variance, modes,
     distance to the target against the generation):
       hdae run --example fig1 --generations 3 -o out/fig1_collapse
+
+    A replica that diverges stops alone: the theory, comparison (of the replicas that succeeded) and
+    figures are still written, then the command exits with status 3 naming the stopped replicas; when
+    every replica stopped, it exits 3 after saving what was computed.
     """
     problem = o.load(problem_file, example, overrides, d, seed)
     from hdae import pipeline
