@@ -50,12 +50,7 @@ def command(theory, simulation, tol, allow_mismatch):
         raise click.ClickException(str(err)) from None
     if not rows:
         raise click.ClickException("the two files share no generation with training statistics")
-    th0, sm0 = th.generation(0), sm.generation(0)
-    click.echo(f"training: {len(cmp.common_checkpoints(th0.train.theta, sm0.train.theta)[0])} common checkpoints, "
-               f"theta up to {min(th0.train.theta[-1], sm0.train.theta[-1]):.4g}; simulation d = {sm.d}, "
-               f"{sm.n_replicas} replica(s)"
-               + (f", {len(rows[-1].replicas)} compared (per-replica status below)" if rows[-1].notes else "")
-               + (f", {len(rows)} generations" if len(rows) > 1 else ""))
+    click.echo(cmp.format_header(th, sm, rows))
     click.echo(cmp.format_generations(rows))
     if (th.n_generations > 1 or sm.n_generations > 1) and all(r.samples for r in rows):
         from hdae import collapse
@@ -69,9 +64,8 @@ def command(theory, simulation, tol, allow_mismatch):
     if diverged:  # a table of a diverged run is no success
         _fail(diverged[0], EXIT_DIVERGED)
     if tol is not None:
-        bad = [f"{r.name} (generation {row.generation})" if len(rows) > 1 else r.name
-               for row in rows for r in row.training
-               if not (np.isfinite(r.max_dev) and np.isfinite(r.scale)) or (r.scale > 0 and r.relative > tol)]
+        bad = [f"{name} (generation {row.generation})" if len(rows) > 1 else name
+               for row in rows for name in cmp.tolerance_failures(row.training, tol)]
         if bad:
             raise click.ClickException(f"deviation above tol = {tol:g} of scale (or not finite) for: {', '.join(bad)}")
 

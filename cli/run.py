@@ -37,12 +37,29 @@ def command(problem_file, example, overrides, out_dir, d, replicas, device, seed
     adds generations.png (target and each generation's density) and collapse.png (variance, modes,
     distance to the target against the generation):
       hdae run --example fig1 --generations 3 -o out/fig1_collapse
+
+    A replica that diverges stops alone: the theory, comparison (of the replicas that succeeded) and
+    figures are still written, then the command exits with status 3 naming the stopped replicas; when
+    every replica stopped, it exits 3 after saving what was computed.
     """
     problem = o.load(problem_file, example, overrides, d, seed)
     from hdae import pipeline
+    from hdae.divergence import DivergedError
 
-    outputs = pipeline.run(problem, out_dir, replicas=replicas, device=device, force=force,
-                           progress=None if not quiet else False, generations=generations)
+    try:
+        outputs = pipeline.run(problem, out_dir, replicas=replicas, device=device, force=force,
+                               progress=None if not quiet else False, generations=generations)
+    except DivergedError as err:  # some replicas stopped: the others' outputs are written, then exit 3
+        if getattr(err, "outputs", None) is None:
+            raise
+        _summary(err.outputs)
+        raise
+    _summary(outputs)
+
+
+def _summary(outputs):
+    """The comparison on stdout, the files written on stderr (one per line, label then path)."""
     click.echo(outputs.report())
+    width = max(map(len, outputs.files)) + 2
     for name, path in outputs.files.items():
-        click.echo(f"{name:<11}{path}", err=True)
+        click.echo(f"{name:<{width}}{path}", err=True)

@@ -16,7 +16,10 @@ class StatisticComparison:
     max_dev: max |theory - simulation| (per replica pair, or theory against every simulation
     replica); scale: max |simulation|; spread: the simulation replicas' standard deviation
     around their mean (max over checkpoints and components; NaN with one replica);
-    mean_dev: max |theory mean - simulation mean| (the replica-averaged, systematic part).
+    mean_dev: max |theory mean - simulation mean| (the replica-averaged, systematic part);
+    checkpoints: how many common checkpoints entered (those where at least one compared replica
+    holds finite values in both files; a replica that stopped is compared only where it does).
+    A statistic without any such checkpoint has NaN deviations, which no tolerance accepts.
     """
 
     name: str
@@ -24,6 +27,7 @@ class StatisticComparison:
     scale: float
     spread: float
     mean_dev: float
+    checkpoints: int | None = None
 
     @property
     def relative(self) -> float:
@@ -100,25 +104,32 @@ def check_comparable(theory: Result, simulation: Result, allow_mismatch: bool = 
                              f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''} (--allow-mismatch compares anyway)")
 
 
-def compared_replicas(theory: Result, simulation: Result) -> tuple[np.ndarray, list[str]]:
-    """The simulation replicas to compare (theory trajectory i with replica i, or the single theory
-    trajectory with each): those that succeeded in both files (per-replica status, :mod:`hdae.results`),
-    and one line per replica left out saying why. When no replica succeeded in both, every replica is
-    compared (over what was stored) and the lines say so."""
+def _pair_status(theory: Result, simulation: Result):
+    """Per simulation replica: (theory ok, simulation ok), the single theory trajectory repeated."""
     n_s, n_t = simulation.n_replicas, theory.n_replicas
     if n_t not in (1, n_s):
         raise ValueError(f"cannot pair {n_t} theory trajectories with {n_s} simulation replicas")
     th_ok = theory.replica_ok if n_t == n_s else np.repeat(theory.replica_ok, n_s)
-    sm_ok = simulation.replica_ok
+    return th_ok, simulation.replica_ok
+
+
+def compared_replicas(theory: Result, simulation: Result) -> tuple[np.ndarray, list[str]]:
+    """The simulation replicas to compare (theory trajectory i with replica i, or the single theory
+    trajectory with each): those that succeeded in both files (per-replica status, :mod:`hdae.results`),
+    and one line per replica left out saying why. When no replica succeeded in both, every replica is
+    compared, each over the checkpoints where both files hold finite values, and the lines say so."""
+    th_ok, sm_ok = _pair_status(theory, simulation)
+    paired = theory.n_replicas == simulation.n_replicas
     keep = th_ok & sm_ok
     notes = []
     for i in np.flatnonzero(~keep):
-        sides = (("theory", theory, th_ok[i], i if n_t == n_s else 0), ("simulation", simulation, sm_ok[i], i))
+        sides = (("theory", theory, th_ok[i], i if paired else 0), ("simulation", simulation, sm_ok[i], i))
         why = [f"{kind} {res.replica_status[j]}: {res.replica_message[j]}" for kind, res, ok, j in sides if not ok]
         notes.append(f"replica {i} " + ("left out" if keep.any() else "compared anyway") + f" ({'; '.join(why)})")
     if not keep.any():
         keep[:] = True
-        notes.append("no replica succeeded in both files: every replica is compared over what was stored")
+        notes.append("no replica succeeded in both files: every replica is compared over the checkpoints "
+                     "where both files hold finite values")
     return np.flatnonzero(keep), notes
 
 
@@ -138,15 +149,54 @@ def _select(theory_arr: np.ndarray, sim_arr: np.ndarray, reps):
     return (theory_arr if theory_arr.shape[0] == 1 and sim_arr.shape[0] != 1 else theory_arr[reps]), sim_arr[reps]
 
 
+def _finite_rows(x: np.ndarray) -> np.ndarray:
+    """(n, k, ...) -> (n, k): every component finite."""
+    return np.isfinite(x.reshape(x.shape[0], x.shape[1], -1)).all(-1)
+
+
+def _masked_max(x: np.ndarray, mask: np.ndarray) -> float:
+    """max of x (n, k, ...) over the (replica, checkpoint) entries where ``mask`` (n, k) holds (NaN
+    propagates from those entries); NaN when there is none."""
+    sel = x[mask]
+    return float(sel.max()) if sel.size else float("nan")
+
+
+def _checkpoint_reduce(a: np.ndarray, b: np.ndarray, mask: np.ndarray):
+    """(spread, mean_dev) of :class:`StatisticComparison` with only the entries in ``mask`` (n, k):
+    per checkpoint, over the replicas it keeps there (the spread needs two of them)."""
+    if mask.all():  # the same expressions as without a mask: no replica stopped
+        spread = float(b.std(0, ddof=1).max()) if b.shape[0] > 1 else float("nan")
+        return spread, float(np.abs(a.mean(0) - b.mean(0)).max())
+    spreads, devs = [], []
+    for j in range(mask.shape[1]):
+        rows = mask[:, j]
+        if rows.sum() >= 2:
+            spreads.append(b[rows, j].std(0, ddof=1).max())
+        if rows.any():
+            devs.append(np.abs(a[rows, j].mean(0) - b[rows, j].mean(0)).max())
+    return (float(np.max(spreads)) if spreads else float("nan"), float(np.max(devs)) if devs else float("nan"))
+
+
+def _strict_pairs(theory: Result, simulation: Result, replicas) -> np.ndarray:
+    """Per compared replica: True where it succeeded in both files (its values must all be finite; a
+    non-finite one shows as NaN in the table), False where it stopped (compared where finite)."""
+    th_ok, sm_ok = _pair_status(theory, simulation)
+    both = th_ok & sm_ok
+    return both if replicas is None else both[np.asarray(replicas)]
+
+
 def compare_training(theory: Result, simulation: Result, replicas=None) -> list[StatisticComparison]:
     """Per statistic (Q, Omega, M, G, b, and for generations >= 1 the overlap with the previous
     generation's weights): deviations over the checkpoints both files share, for the simulation
-    replicas ``replicas`` (default: those that succeeded in both files, :func:`compared_replicas`)."""
+    replicas ``replicas`` (default: those that succeeded in both files, :func:`compared_replicas`).
+    A compared replica that stopped (in either file) enters only at the checkpoints where both files
+    hold finite values of the statistic; a statistic without any such checkpoint gets NaN."""
     if replicas is None:
         replicas, _ = compared_replicas(theory, simulation)
     it, is_ = common_checkpoints(theory.train.theta, simulation.train.theta)
     if len(it) == 0:
         raise ValueError("the two files share no checkpoint")
+    strict = _strict_pairs(theory, simulation, replicas)
     out = []
     names = TRAIN_STATS + tuple(k for k in TRAIN_OPTIONAL
                                 if getattr(theory.train, k) is not None and getattr(simulation.train, k) is not None)
@@ -155,10 +205,18 @@ def compare_training(theory: Result, simulation: Result, replicas=None) -> list[
         if th.shape[2:] != sm.shape[2:]:
             raise ValueError(f"{name}: shapes differ ({th.shape[2:]} vs {sm.shape[2:]}): not the same problem")
         a, b = _paired(th, sm)
-        spread = float(sm.std(0, ddof=1).max()) if sm.shape[0] > 1 else float("nan")
-        out.append(StatisticComparison(name, float(np.abs(a - b).max()), float(np.abs(sm).max()), spread,
-                                       float(np.abs(th.mean(0) - sm.mean(0)).max())))
+        mask = (_finite_rows(a) & _finite_rows(b)) | strict[:, None]
+        spread, mean_dev = _checkpoint_reduce(a, b, mask)
+        out.append(StatisticComparison(name, _masked_max(np.abs(a - b), mask), _masked_max(np.abs(b), mask),
+                                       spread, mean_dev, int(mask.any(0).sum())))
     return out
+
+
+def tolerance_failures(rows: list[StatisticComparison], tol: float) -> list[str]:
+    """Names of the statistics whose max deviation exceeds ``tol`` times their scale, or whose
+    deviation or scale is not finite (NaN: no finite common checkpoint) -- never a pass by NaN."""
+    return [r.name for r in rows
+            if not (np.isfinite(r.max_dev) and np.isfinite(r.scale)) or (r.scale > 0 and r.relative > tol)]
 
 
 # ----------------------------------------------------------------------------- samples
@@ -210,6 +268,8 @@ class SampleComparison:
 
     @property
     def ratio(self) -> float:
+        if np.isnan(self.distance) or np.isnan(self.floor):
+            return float("nan")
         return self.distance / self.floor if self.floor > 0 else float("inf")
 
 
@@ -220,12 +280,15 @@ def compare_samples(theory: Result, simulation: Result, max_samples: int = 2000,
 
     The simulation samples of each replica are split into two halves A and B (at most
     ``max_samples`` each); the floor is the distance between A and B, and the theory is
-    compared with A on a theory subsample of the same size."""
+    compared with A on a theory subsample of the same size. A compared replica that stopped (in either
+    file) enters only at the sampled times where both files hold finite samples; a time without any
+    such replica gets a row of NaN."""
     if theory.sample is None or simulation.sample is None:
         raise ValueError("both files need generated samples (/sample)")
     if replicas is None:
         replicas, _ = compared_replicas(theory, simulation)
     it, is_ = common_checkpoints(theory.sample.theta, simulation.sample.theta)
+    strict = _strict_pairs(theory, simulation, replicas)
     rng = np.random.default_rng(seed)
     out = []
     if min(theory.sample.projected.shape[2], simulation.sample.projected.shape[2]) < 2:
@@ -233,13 +296,18 @@ def compare_samples(theory: Result, simulation: Result, max_samples: int = 2000,
     for i, j in zip(it, is_):
         th, sm = _paired(*_select(theory.sample.projected[:, i], simulation.sample.projected[:, j], replicas))
         rows = []
-        for a, b in zip(th, sm):
+        for a, b, must in zip(th, sm, strict):
+            if not (must or (np.isfinite(a).all() and np.isfinite(b).all())):
+                continue  # a stopped replica, past its stop
             half = min(len(b) // 2, max_samples)
             perm = rng.permutation(len(b))
             sa, sb = b[perm[:half]], b[perm[half:2 * half]]
             ta = a[rng.permutation(len(a))[:half]]
             rows.append((np.abs(a.mean(0) - b.mean(0)).max(), np.abs(np.cov(a.T) - np.cov(b.T)).max(),
                          np.abs(np.cov(b.T)).max(), energy_distance(ta, sa), energy_distance(sa, sb)))
+        if not rows:
+            out.append(SampleComparison(float(theory.sample.theta[i]), *[float("nan")] * 5))
+            continue
         rows = np.array(rows)
         worst = int(np.argmax(rows[:, 3] / np.maximum(rows[:, 4], 1e-300)))
         out.append(SampleComparison(float(theory.sample.theta[i]), float(rows[:, 0].max()), float(rows[:, 1].max()),
@@ -256,6 +324,7 @@ class GenerationComparison:
     samples: list
     replicas: np.ndarray | None = None  # the simulation replicas compared
     notes: tuple = ()  # the replicas left out (or compared although they stopped), one line each
+    stopped_only: bool = False  # no replica succeeded in both files: those compared all stopped
 
 
 def compare_generations(theory: Result, simulation: Result) -> list[GenerationComparison]:
@@ -268,9 +337,28 @@ def compare_generations(theory: Result, simulation: Result) -> list[GenerationCo
         if th.train is None or sm.train is None or len(th.train.theta) == 0 or len(sm.train.theta) == 0:
             break
         reps, notes = compared_replicas(th, sm)
+        th_ok, sm_ok = _pair_status(th, sm)
+        stopped_only = not (th_ok & sm_ok).any()
+        if stopped_only:
+            notes = [_with_finite_range(n, th, sm, r) for n, r in zip(notes, reps)] + notes[len(reps):]
         samples = compare_samples(th, sm, replicas=reps) if th.sample is not None and sm.sample is not None else []
-        out.append(GenerationComparison(g, compare_training(th, sm, reps), samples, reps, tuple(notes)))
+        out.append(GenerationComparison(g, compare_training(th, sm, reps), samples, reps, tuple(notes), stopped_only))
     return out
+
+
+def _with_finite_range(note: str, theory: Result, simulation: Result, rep: int) -> str:
+    """``note`` (on replica ``rep``) with the common checkpoints where both files hold finite values
+    of every statistic for it."""
+    it, is_ = common_checkpoints(theory.train.theta, simulation.train.theta)
+    t = 0 if theory.n_replicas == 1 else rep
+    finite = np.ones(len(it), dtype=bool)
+    for name in TRAIN_STATS:
+        a, b = getattr(theory.train, name)[t, it], getattr(simulation.train, name)[rep, is_]
+        finite &= np.isfinite(a.reshape(len(it), -1)).all(1) & np.isfinite(b.reshape(len(it), -1)).all(1)
+    if not finite.any():
+        return f"{note}; no finite common checkpoint"
+    theta = simulation.train.theta[is_[finite]]
+    return f"{note}; finite at {finite.sum()} of {len(it)} common checkpoints, theta {theta[0]:.4g} to {theta[-1]:.4g}"
 
 
 def format_generations(rows: list[GenerationComparison]) -> str:
@@ -289,7 +377,23 @@ def format_generations(rows: list[GenerationComparison]) -> str:
 def format_replicas(row: GenerationComparison) -> str:
     """Which replicas a generation's tables compare, and why the others are left out."""
     used = ", ".join(map(str, row.replicas)) if row.replicas is not None else "all"
-    return "\n".join([f"replicas compared (succeeded in both files): {used}"] + [f"  {n}" for n in row.notes])
+    head = ("replicas compared (none succeeded in both files; each where both files hold finite values)"
+            if row.stopped_only else "replicas compared (succeeded in both files)")
+    return "\n".join([f"{head}: {used}"] + [f"  {n}" for n in row.notes])
+
+
+def format_header(theory: Result, simulation: Result, rows: list[GenerationComparison]) -> str:
+    """The line above the tables: common checkpoints of generation 0, d, replicas (and how many were
+    compared), generations."""
+    th0, sm0 = theory.generation(0), simulation.generation(0)
+    last = rows[-1]
+    compared = ""
+    if last.notes:
+        compared = (f", {len(last.replicas)} compared although stopped (per-replica status below)" if last.stopped_only
+                    else f", {len(last.replicas)} compared (per-replica status below)")
+    return (f"training: {len(common_checkpoints(th0.train.theta, sm0.train.theta)[0])} common checkpoints, "
+            f"theta up to {min(th0.train.theta[-1], sm0.train.theta[-1]):.4g}; simulation d = {simulation.d}, "
+            f"{simulation.n_replicas} replica(s)" + compared + (f", {len(rows)} generations" if len(rows) > 1 else ""))
 
 
 def format_training(rows: list[StatisticComparison]) -> str:

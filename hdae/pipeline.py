@@ -2,13 +2,13 @@
 weights, compare the two, and draw them (what ``hdae run`` does)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import compare, safety
 from .config import Problem
 from .divergence import DivergedError
-from .results import Result
+from .results import OutputExistsError, Result
 
 
 @dataclass
@@ -17,6 +17,13 @@ class RunOutputs:
     theory: Result
     generations: list  # compare.GenerationComparison per generation (one for a single run)
     files: dict  # name -> path
+    stopped: list = field(default_factory=list)  # one line per result with a stopped replica ('simulation: ...')
+    generations_asked: int = 1
+
+    @property
+    def ok(self) -> bool:
+        """Every replica of simulation and theory succeeded (in every generation asked for)."""
+        return not self.stopped and self.simulation.n_generations >= self.generations_asked
 
     @property
     def training(self) -> list:
@@ -29,14 +36,30 @@ class RunOutputs:
         return self.generations[0].samples
 
     def report(self) -> str:
-        text = compare.format_generations(self.generations)
-        if self.simulation.n_generations > 1:
+        """The text of comparison.txt: what ``hdae compare`` prints for the two files."""
+        text = (compare.format_header(self.theory, self.simulation, self.generations) + "\n"
+                + compare.format_generations(self.generations))
+        if self.simulation.n_generations > 1 and all(r.samples for r in self.generations):
             from . import collapse
 
-            text += ("\n\nmodel collapse (replica 0, last sampled training time; dist: energy distance to the target):\n"
-                     + collapse.format_table({"theory": collapse.diagnostics(self.theory),
-                                              "simulation": collapse.diagnostics(self.simulation)}))
+            rep = collapse.reference_replica(self.theory, self.simulation)
+            text += (f"\n\nmodel collapse (replica {rep}, last sampled training time; "
+                     "dist: energy distance to the target):\n"
+                     + collapse.format_table({"theory": collapse.diagnostics(self.theory,
+                                                                             min(rep, self.theory.n_replicas - 1)),
+                                              "simulation": collapse.diagnostics(self.simulation, rep)}))
         return text
+
+    def stop_message(self) -> str:
+        """One line on the replicas that stopped and what the outputs then cover ('' when ok)."""
+        if self.ok:
+            return ""
+        reps = list(self.generations[-1].replicas) if self.generations else []
+        compared = f"replica{'s' if len(reps) > 1 else ''} {', '.join(map(str, reps))}" if reps else "none"
+        gens = (f"; {self.simulation.n_generations} of {self.generations_asked} generations computed"
+                if self.simulation.n_generations < self.generations_asked else "")
+        return (f"{'; '.join(self.stopped)}{gens}; the comparison and figures cover the replicas that succeeded "
+                f"({compared}) (saved {', '.join(Path(p).name for p in self.files.values())})")
 
 
 FILES = {"simulation": "simulation.h5", "theory": "theory.h5", "report": "comparison.txt",
@@ -51,13 +74,46 @@ def run(problem: Problem, out_dir, replicas: int = 1, device: str = "auto", forc
     densities.png, training.png; with several generations also generations.png (paper Fig. 5)
     and collapse.png, the densities and training curves then being generation 0's). An existing run
     folder is replaced only with ``force``, and then as a whole (built as a temporary sibling,
-    swapped in at the end; an interrupted run leaves the old folder as it was). A divergence raises
-    :class:`~hdae.divergence.DivergedError` after the files computed so far are in place."""
+    swapped in at the end; an interrupted run leaves the old folder as it was; a folder that holds
+    other files is never replaced).
+
+    A divergence raises :class:`~hdae.divergence.DivergedError` after the files computed so far are
+    in place: when every replica stopped (in the simulation, or in the theory), right there; when only
+    some did, at the end, after the theory, the comparison (of the replicas that succeeded in both) and
+    the figures are written -- the error's ``outputs`` attribute then holds the :class:`RunOutputs`."""
     out = Path(out_dir)
+    check_output_folder(out, force)
     with safety.staged_folder(out, force, FILES.values()) as stage:
         result = _run_in(problem, stage, replicas, device, progress, plots, generations)
     result.files = {k: out / Path(p).name for k, p in result.files.items()}
+    if not result.ok:
+        err = DivergedError(result.stop_message())
+        err.outputs = result
+        raise err
     return result
+
+
+def check_output_folder(out_dir, force: bool) -> None:
+    """Raise :class:`~hdae.results.OutputExistsError` (one line, with the remedy that works) unless
+    ``out_dir`` may receive a run: absent, empty, or (with ``force``) holding nothing but a previous
+    run's files. A folder with any other file is never replaced, --force or not."""
+    out = Path(out_dir).absolute()
+    if not out.is_dir():
+        return  # absent (created), or not a folder (refused by safety.staged_folder)
+    present = sorted(p.name for p in out.iterdir())
+    if not present:
+        return
+    foreign = [n for n in present if n not in set(FILES.values())]
+    listed = lambda names: f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"  # noqa: E731
+    if foreign:
+        raise OutputExistsError(f"{str(out)!r} holds files that are not a run's ({listed(foreign)}); refusing to "
+                                "write into it, --force or not: give a new or empty folder with -o")
+    if out == Path.cwd().absolute():
+        raise OutputExistsError(f"{str(out)!r} is the current folder and holds a run ({listed(present)}); refusing to "
+                                "replace it as a whole: give another folder with -o")
+    if not force:
+        raise OutputExistsError(f"{str(out)!r} already holds a run ({listed(present)}); refusing to overwrite it "
+                                "(--force replaces it as a whole, or give another folder with -o)")
 
 
 def _run_in(problem: Problem, out: Path, replicas, device, progress, plots, generations) -> RunOutputs:
@@ -68,14 +124,18 @@ def _run_in(problem: Problem, out: Path, replicas, device, progress, plots, gene
 
     sim = simulate(problem, replicas=replicas, device=device, progress=progress, generations=generations)
     sim.write(paths["simulation"], force=force)
-    if not sim.ok:
+    if not sim.replica_ok.any():  # nothing left to compare
         raise DivergedError(f"simulation stopped: {sim.message} (saved simulation.h5)")
     theory = solve(problem, init_from=sim, progress=progress)
     theory.write(paths["theory"], force=force)
-    if not theory.ok:
-        raise DivergedError(f"theory stopped: {theory.message} (saved simulation.h5 and theory.h5)")
+    if not (theory.replica_ok & sim.replica_ok).any():
+        raise DivergedError(f"theory stopped: {theory.message} (saved simulation.h5 and theory.h5)"
+                            + ("" if sim.ok else f"; simulation stopped: {sim.message}"))
     rows = compare.compare_generations(theory, sim)
-    result = RunOutputs(sim, theory, rows, {k: paths[k] for k in ("simulation", "theory", "report")})
+    stopped = [f"{name} stopped: {res.message}" for name, res in (("simulation", sim), ("theory", theory))
+               if not res.ok]
+    asked = generations if generations is not None else problem.generations.count
+    result = RunOutputs(sim, theory, rows, {k: paths[k] for k in ("simulation", "theory", "report")}, stopped, asked)
     paths["report"].write_text(result.report() + "\n")
     if plots:
         from . import plotting
@@ -87,9 +147,12 @@ def _run_in(problem: Problem, out: Path, replicas, device, progress, plots, gene
         plotting.plot_file(th0, sim0, paths["training"], "training")
         result.files["training"] = paths["training"]
         if sim.n_generations > 1 and all(r.samples for r in rows):
-            from .plot_collapse import plot_collapse_file
+            from .collapse import reference_replica
+            from .plot_collapse import plot_collapse, plot_generations
+            from .plotting import save_png
 
-            for what in ("generations", "collapse"):
-                plot_collapse_file(theory, sim, paths[what], what)
+            rep = reference_replica(theory, sim)  # the first replica that succeeded throughout
+            for what, draw in (("generations", plot_generations), ("collapse", plot_collapse)):
+                save_png(draw(theory, sim, replica=rep), paths[what], 130)
                 result.files[what] = paths[what]
     return result

@@ -214,6 +214,40 @@ def test_run_force_replaces_the_folder_as_a_whole_but_never_foreign_files(tmp_pa
     assert _leftovers(tmp_path) == []
 
 
+def test_run_refusal_never_suggests_a_force_that_is_refused(tmp_path, monkeypatch):
+    """A folder with the user's own files: refused up front, with or without --force, and the message
+    points to another folder instead of --force; --force is offered only for a previous run."""
+    import hdae.pipeline
+
+    def no(*a, **k):
+        raise AssertionError("computed although the output folder is refused")
+
+    out = tmp_path / "mydata"
+    out.mkdir()
+    (out / "important.csv").write_text("keep")
+    monkeypatch.setattr(hdae.pipeline, "_run_in", no)
+    for extra in ([], ["--force"]):
+        line = _one_line(_cli("run", *TINY, *extra, "-o", out), 1)
+        assert "holds files that are not a run's (important.csv)" in line and "give a new or empty folder with -o" in line
+        assert "use --force" not in line and "--force replaces" not in line
+    assert [p.name for p in out.iterdir()] == ["important.csv"] and (out / "important.csv").read_text() == "keep"
+    assert _leftovers(tmp_path) == []
+    # a previous run: --force is the remedy offered, and it is the one that works
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    assert _cli("run", *TINY, "-o", run).exit_code == 0
+    line = _one_line(_cli("run", *TINY, "-o", run), 1)
+    assert "already holds a run" in line and "--force replaces it as a whole" in line
+    assert _cli("run", *TINY, "--force", "-o", run).exit_code == 0
+    # the current folder holding a run: refused, without suggesting --force
+    monkeypatch.chdir(run)
+    for extra in ([], ["--force"]):
+        line = _one_line(_cli("run", *TINY, *extra, "-o", "."), 1)
+        assert "current folder" in line and "--force" not in line
+    assert sorted(p.name for p in run.iterdir()) == ["comparison.txt", "densities.png", "simulation.h5",
+                                                     "theory.h5", "training.png"]
+
+
 def test_interrupted_plot_keeps_the_old_figure(tmp_path, monkeypatch):
     sim, fig = tmp_path / "s.h5", tmp_path / "f.png"
     assert _cli("simulate", *TINY, "--no-sample", "-o", sim).exit_code == 0

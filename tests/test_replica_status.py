@@ -270,3 +270,177 @@ def test_integrate_batch_freezes_a_diverging_trajectory(problem):
                                    rtol=1e-13, atol=1e-15)
     adaptive = integrate_batch(states, setups, t_out, "adaptive")
     assert [s.status for s in adaptive] == [0, 1, 0]
+
+
+# ----------------------------------------------------------------------------- every replica stopped
+def _all_stopped(runs):
+    """Copies of the 'bad' theory and simulation with every replica marked stopped, replica 0 of the
+    simulation NaN from checkpoint 3 on and replica 2 of the theory NaN from checkpoint 4 on (replica 1
+    is NaN after its own divergence in both)."""
+    import copy
+
+    th, sm = copy.deepcopy(runs["th_bad"]), copy.deepcopy(runs["bad"])
+    for res in (th, sm):
+        res.replica_status = np.array(["diverged"] * 3)
+        res.replica_message = np.array(["injected"] * 3, dtype=object)
+        res.status, res.message = "diverged", "3 of 3 replicas stopped (injected)"
+    for k in ("Q", "Omega", "M", "G", "b"):
+        getattr(sm.train, k)[0, 3:] = np.nan
+        getattr(th.train, k)[2, 4:] = np.nan
+    sm.sample.projected[0, 1:] = np.nan  # replica 0's samples after its stop
+    return th, sm
+
+
+def _nan_aware_reference(a, b):
+    """(max_dev, scale, spread, mean_dev) of theory a and simulation b (n, k, ...), written out by hand:
+    only the (replica, checkpoint) entries where both are finite."""
+    n, k = a.shape[:2]
+    ok = [[np.isfinite(a[r, j]).all() and np.isfinite(b[r, j]).all() for j in range(k)] for r in range(n)]
+    devs = [np.max(np.abs(a[r, j] - b[r, j])) for r in range(n) for j in range(k) if ok[r][j]]
+    scales = [np.max(np.abs(b[r, j])) for r in range(n) for j in range(k) if ok[r][j]]
+    spreads, means = [], []
+    for j in range(k):
+        rows = [r for r in range(n) if ok[r][j]]
+        if len(rows) >= 2:
+            spreads.append(np.max(np.std(b[rows, j], axis=0, ddof=1)))
+        if rows:
+            means.append(np.max(np.abs(np.mean(a[rows, j], 0) - np.mean(b[rows, j], 0))))
+    return max(devs), max(scales), max(spreads), max(means)
+
+
+def test_compare_with_every_replica_stopped_is_nan_aware(runs):
+    from hdae import compare
+
+    th, sm = _all_stopped(runs)
+    reps, notes = compare.compared_replicas(th, sm)
+    assert list(reps) == [0, 1, 2] and "compared anyway" in notes[0]
+    rows = compare.compare_training(th, sm)
+    assert [r.name for r in rows][:5] == ["Q", "Omega", "M", "G", "b"]
+    for r in rows:
+        a, b = getattr(th.train, r.name), getattr(sm.train, r.name)
+        ref = _nan_aware_reference(a, b)
+        assert np.isfinite([r.max_dev, r.scale, r.spread, r.mean_dev]).all(), r
+        np.testing.assert_allclose([r.max_dev, r.scale, r.spread, r.mean_dev], ref, rtol=1e-12)
+        assert r.checkpoints == 4  # at theta = 2 (the last of 5) every replica is NaN in one file or the other
+    assert compare.tolerance_failures(rows, 1e9) == []
+    # the samples: replica 0 of the simulation enters only at theta = 0, where it is finite
+    samples = compare.compare_samples(th, sm)
+    assert all(np.isfinite([s.mean_dev, s.cov_dev, s.distance, s.floor, s.ratio]).all() for s in samples)
+    # a statistic without any finite common checkpoint is NaN, and never within a tolerance
+    sm.train.b[:] = np.nan
+    rows = {r.name: r for r in compare.compare_training(th, sm)}
+    assert np.isnan(rows["b"].max_dev) and rows["b"].checkpoints == 0 and np.isfinite(rows["Q"].max_dev)
+    assert compare.tolerance_failures(list(rows.values()), 1e9) == ["b"]
+
+
+def test_compare_cli_with_every_replica_stopped(runs, tmp_path):
+    th, sm = _all_stopped(runs)
+    r = CliRunner().invoke(cli, ["compare", str(th.write(tmp_path / "th.h5")), str(sm.write(tmp_path / "sim.h5"))])
+    assert r.exit_code == 3, r.output
+    assert "succeeded in both files)" not in r.stdout
+    assert "replicas compared (none succeeded in both files; each where both files hold finite values): 0, 1, 2" \
+        in r.stdout
+    assert "3 compared although stopped" in r.stdout.splitlines()[0]
+    assert "replica 0 compared anyway (theory diverged: injected; simulation diverged: injected); finite at 3 of 5 " \
+           "common checkpoints, theta 0 to 1" in r.stdout
+    table = r.stdout.split("statistic")[1].split("generated samples")[0]
+    assert "nan" not in table
+    q = next(ln.split() for ln in table.splitlines() if ln.startswith("Q "))
+    ref = _nan_aware_reference(th.train.Q, sm.train.Q)
+    assert [float(q[1]), float(q[2]), float(q[4]), float(q[5])] == pytest.approx(ref, rel=1e-3)
+
+
+def test_compare_normal_case_unchanged_and_nan_in_a_success_still_shows(runs, tmp_path):
+    """All replicas succeeded: the rows are the plain max / std / mean over everything (the formulas
+    from before the NaN-aware reductions); a NaN in a replica that claims success is not masked: --tol
+    fails on it."""
+    import copy
+
+    from hdae import compare
+
+    th, sm = runs["th_good"], runs["good"]
+    for r in compare.compare_training(th, sm):
+        a, b = getattr(th.train, r.name), getattr(sm.train, r.name)
+        assert r.max_dev == float(np.abs(a - b).max()) and r.scale == float(np.abs(b).max())
+        assert r.spread == float(b.std(0, ddof=1).max()) and r.mean_dev == float(np.abs(a.mean(0) - b.mean(0)).max())
+    bad = copy.deepcopy(sm)
+    bad.train.Q[0, 2, 0, 0] = np.nan
+    rows = {r.name: r for r in compare.compare_training(th, bad)}
+    assert np.isnan(rows["Q"].max_dev) and compare.tolerance_failures(list(rows.values()), 1e9) == ["Q"]
+    r = CliRunner().invoke(cli, ["compare", str(th.write(tmp_path / "th.h5")), str(bad.write(tmp_path / "sim.h5")),
+                                 "--tol", "1e9"])
+    assert r.exit_code == 1 and "not finite) for: Q" in r.stderr
+
+
+# ----------------------------------------------------------------------------- hdae run with stopped replicas
+def _blow(monkeypatch, replicas=(BLOWN,), generation=0):
+    real = targets.initial_weights
+
+    def blown(target, init, width, d, seed, n=1, g=0):
+        w = real(target, init, width, d, seed, n, g)
+        if g == generation and n > 1:
+            w[list(replicas)] *= 8.0
+        return w
+
+    monkeypatch.setattr(targets, "initial_weights", blown)
+
+
+def _run_cli(tmp_path, out, *extra):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(SMALL)
+    args = ["run", str(cfg), "--replicas", "3", "-q", "-o", str(out), *extra]
+    for o in OVERRIDES:
+        args += ["--set", o]
+    return CliRunner().invoke(cli, args)
+
+
+def test_run_goes_on_when_some_replicas_stopped(tmp_path, monkeypatch):
+    _blow(monkeypatch)
+    out = tmp_path / "run"
+    r = _run_cli(tmp_path, out)
+    assert r.exit_code == 3, r.output  # a run with a stopped replica is never a success
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.txt", "densities.png", "simulation.h5",
+                                                     "theory.h5", "training.png"]
+    error = r.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: simulation stopped: 1 of 3 replicas stopped (replica 1; 2 completed)")
+    assert "the comparison and figures cover the replicas that succeeded (replicas 0, 2)" in error
+    assert "saved simulation.h5, theory.h5, comparison.txt, densities.png, training.png" in error
+    labels = [ln.split()[0] for ln in r.stderr.strip().splitlines()[:-1]]
+    assert labels == ["simulation", "theory", "report", "densities", "training"]
+    assert "training  " in r.stderr  # label and path apart
+    text = (out / "comparison.txt").read_text()
+    assert text.startswith("training: 5 common checkpoints")
+    assert "replicas compared (succeeded in both files): 0, 2" in text and "replica 1 left out" in text
+    assert "nan" not in text.split("statistic")[1]
+    assert hdae.read(out / "simulation.h5").replica_status[BLOWN] == "diverged"
+    # the report is what compare prints on the files written
+    c = CliRunner().invoke(cli, ["compare", str(out / "theory.h5"), str(out / "simulation.h5")])
+    assert c.exit_code == 3 and c.stdout == text and r.stdout == text
+
+
+def test_run_stops_early_when_every_replica_stopped(tmp_path, monkeypatch):
+    _blow(monkeypatch, replicas=(0, 1, 2))
+    out = tmp_path / "run"
+    r = _run_cli(tmp_path, out)
+    assert r.exit_code == 3
+    assert [ln for ln in r.stderr.splitlines() if ln.strip()] == [r.stderr.strip()]
+    assert r.stderr.startswith("Error: simulation stopped: 3 of 3 replicas stopped")
+    assert sorted(p.name for p in out.iterdir()) == ["simulation.h5"]
+
+
+def test_run_generations_with_a_replica_stopped_in_a_later_generation(tmp_path, monkeypatch):
+    _blow(monkeypatch, generation=1)
+    out = tmp_path / "run"
+    r = _run_cli(tmp_path, out, "--generations", "3", "--set", "sample.thetas=[2.0]")
+    assert r.exit_code == 3, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["collapse.png", "comparison.txt", "densities.png",
+                                                     "generations.png", "simulation.h5", "theory.h5", "training.png"]
+    error = r.stderr.strip().splitlines()[-1]
+    assert "simulation stopped: generation 1: 1 of 3 replicas stopped (replica 1" in error
+    assert "2 of 3 generations computed" in error and "(replicas 0, 2)" in error
+    text = (out / "comparison.txt").read_text()
+    gen0, gen1 = text.split("== generation 1 ==")
+    assert "left out" not in gen0 and "replicas compared (succeeded in both files): 0, 2" in gen1
+    assert "model collapse (replica 0," in text
+    assert "nan" not in text
+    assert [g.replica_status[BLOWN] for g in hdae.read(out / "simulation.h5").generations] == ["success", "diverged"]
