@@ -267,8 +267,10 @@ def figure(path, summary: str = "modes", axes=None, at=None, run: str = "theory"
             ax.add_patch(plt.Rectangle((xe[i], ye[j]), 1, 1, lw=0, facecolor="0.8" if full else "none",
                                        hatch="///", edgecolor="0.5"))
         if fl.any():
+            partial = bool((status["failed"][fl] < 1 - 1e-9).any())
             ax.add_patch(plt.Rectangle((np.nan, np.nan), 0, 0, facecolor="0.8", hatch="///", edgecolor="0.5",
-                                       label="invalid / failed (hatched only: some of the averaged points)"))
+                                       label="invalid / failed" + (" (hatched over a colour: some of the averaged "
+                                                                   "points)" if partial else "")))
         ax.set_xlim(xe[0], xe[-1])
         ax.set_ylim(ye[0], ye[-1])
         for key, n, set_ticks, set_label in ((axes[0], nx, ax.set_xticks, ax.set_xlabel),
