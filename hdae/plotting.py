@@ -403,7 +403,8 @@ def plot_densities(theory: Result | None, simulation: Result | None, *, replica=
                    grid: int = 120, bins: int | None = None, max_components: int = MAX_COMPONENTS,
                    share_limits: bool = True, limits=None, zoom: bool = True, ncols: int | None = None,
                    masses=DENSITY_MASSES, title: str | None = None):
-    """Generated densities, one panel per sampled training time (titled "tau = theta").
+    """Generated densities, one panel per sampled training time, titled "theta = ..." (the training
+    time, as on the training plot's axis; train.tau is the horizon).
 
     Each panel shows, on the first two observation coordinates (one coordinate when R = 1):
 
@@ -512,7 +513,7 @@ def plot_densities(theory: Result | None, simulation: Result | None, *, replica=
                 ax.set_xlabel("$x_1$")
                 if k % ncols == 0:
                     ax.set_ylabel("density")
-            ax.set_title(rf"$\tau$ = {_fmt_theta(p.theta)}")
+            ax.set_title(rf"$\theta$ = {_fmt_theta(p.theta)}")
             ax.tick_params(labelsize=_RC["xtick.labelsize"])
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)

@@ -102,7 +102,7 @@ def test_density_panels(pair):
     theory, sim = pair
     fig = plotting.plot_densities(theory, sim, grid=60)
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [r"$\tau$ = 0", r"$\tau$ = 0.5"]
+    assert [ax.get_title() for ax in panels] == [r"$\theta$ = 0", r"$\theta$ = 0.5"]
     assert np.allclose(sim.sample.theta, [0.0, 0.5])
     # common limits, covering the target means +- 3 std
     lims = {(ax.get_xlim(), ax.get_ylim()) for ax in panels}

@@ -143,7 +143,7 @@ def _draw_images(ctx, out, pics):
             ax = axes[i, j]
             if i == 0:
                 im0 = ax.imshow(np.clip(img, 0, 255).reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-                ax.set_title(rf"$\tau$ = {theta:g}")
+                ax.set_title(rf"$\theta$ = {theta:g}")
             else:
                 im1 = ax.imshow(img.reshape(28, 28), cmap="RdBu_r", vmin=-v, vmax=v)
             ax.set_xticks([])
