@@ -49,6 +49,9 @@ threads = click.option("--threads", type=click.IntRange(min=1), default=None, ex
                        callback=_set_threads,
                        help="CPU threads for numba and torch (default: the cores free now, i.e. the cores this "
                             "process may use minus the other tasks running at start, at least 1).")
+device = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                      help="Where the finite-d simulation runs. auto: CUDA when torch sees a GPU, else CPU (torch is "
+                           "imported only where an NVIDIA driver is installed, or for cuda).")
 no_sample = click.option("--no-sample", is_flag=True, help="Skip the generative sampling (training only).")
 
 

@@ -18,7 +18,7 @@ from . import options as o
 @o.dimension
 @click.option("--replicas", "-r", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent simulation runs (the theory follows each one from its own w_0).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@o.device
 @o.seed
 @o.generations
 @o.threads

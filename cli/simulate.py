@@ -14,9 +14,7 @@ from . import options as o
 @o.dimension
 @click.option("--replicas", "-r", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent runs batched into one computation (one replica axis in the file).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: CUDA when torch sees a GPU, else CPU (torch is imported only where an NVIDIA driver "
-                   "is installed, or for cuda).")
+@o.device
 @o.seed
 @o.generations
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None, metavar="SIM.h5",
