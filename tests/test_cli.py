@@ -283,6 +283,22 @@ def test_light_commands_import_no_heavy_library(args):
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
 
 
+def test_info_of_one_run_imports_no_heavy_library(files):
+    """`hdae info FILE` (start-up target 0.5 s) reads the file with h5py alone: checking whether it is
+    a sweep file must not load hdae.sweep (numba)."""
+    import subprocess
+    import sys
+
+    _, sim, _ = files
+    code = ("import sys; from cli.main import cli\n"
+            f"try:\n    cli(['info', {str(sim)!r}])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numba', 'scipy', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert "simulation, status success" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
+
+
 def test_sweep_files_are_described_by_info_and_refused_as_one_run(tmp_path):
     """`info` describes a sweep file (axes, points by status, why a point diverged); the commands that
     take one run's result (compare, solve --init-from, simulate --resume) say it is a sweep file."""
