@@ -605,7 +605,8 @@ def plot_training(theory: Result | None, simulation: Result | None, *, stats=("M
     replica None (default): simulation replica mean with a shaded band over replicas (``band``
     'minmax', or 'std' = mean +- one standard deviation; no band for one replica); theory the
     mean of its trajectories (``theory_trajectories`` 'mean') or each trajectory thin dashed
-    ('all'). replica k: only simulation replica k and the theory trajectory started from it
+    ('all'); with a theory of one trajectory per simulation replica (``--init-from``), both over
+    the replicas that succeeded in both files. replica k: only simulation replica k and the theory trajectory started from it
     (the paired comparison; replicas of a random start can break symmetry differently).
     replica 'all': every replica thin solid and every trajectory thin dashed.
     Either argument may be None. Returns a matplotlib Figure.
@@ -626,6 +627,11 @@ def plot_training(theory: Result | None, simulation: Result | None, *, stats=("M
     for kind, r in (("theory", theory), ("simulation", simulation)):
         if r is not None:
             picks[kind] = replica_indices(r, None if every_rep else replica)
+    if (replica is None and theory is not None and simulation is not None
+            and theory.n_replicas == simulation.n_replicas > 1):  # paired files: pool the replicas both completed
+        common = sorted(set(picks["theory"]) & set(picks["simulation"]))
+        if common:
+            picks["theory"] = picks["simulation"] = common
     unknown = [s for s in stats if s not in ("M", "Q", "G", "b", "Omega")]
     if unknown:
         raise ValueError(f"unknown statistic {unknown[0]!r}; choose among M, Q, G, b")

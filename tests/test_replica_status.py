@@ -195,6 +195,24 @@ def test_pooled_plots_and_sweep_summaries_skip_stopped_replicas(runs):
     assert np.isfinite(summ["modes"][[0, 2]]).all() and np.isnan(summ["modes"][BLOWN])
 
 
+def test_training_plot_pools_the_replicas_that_succeeded_in_both(runs):
+    """The theory from the good start has three finished trajectories, the 'bad' simulation only
+    replicas 0 and 2 (its replicas 0 and 2 start from the same w_0): the pooled training plot
+    averages the theory over those two as well, not over a trajectory whose simulation stopped."""
+    from hdae import plotting
+
+    th, sim = runs["th_good"], runs["bad"]
+    fig = plotting.plot_training(th, sim, stats=("b",))
+    ax = fig.axes[0]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() not in ("-", "None")]
+    solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    np.testing.assert_allclose(dashed[0].get_ydata(), th.train.b[[0, 2]].mean(0))
+    np.testing.assert_allclose(solid[0].get_ydata(), sim.train.b[[0, 2]].mean(0))
+    assert not np.allclose(th.train.b[[0, 2]].mean(0), th.train.b.mean(0))  # the pairing matters here
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "theory (mean of 2 trajectories)" in labels
+
+
 # ----------------------------------------------------------------------------- batched integration
 def _setups_and_states(problem, scales=(1.0, 1.0, 1.5)):
     from hdae.theory import quadrature
