@@ -50,18 +50,6 @@ def sweep_lines(path) -> list[str]:
     return lines
 
 
-def _is_sweep_file(path) -> bool:
-    """Whether ``path`` is a sweep file, read with h5py alone (hdae.sweep loads numba: 0.2 s that a
-    one-run file's `info` need not pay)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return f.attrs.get("kind") == "sweep"
-    except OSError:
-        return False
-
-
 def _value(v) -> str:
     return v.decode() if isinstance(v, bytes) else f"{v:g}"
 
@@ -79,7 +67,9 @@ def command(file, show_config):
     comments), so `hdae info r.h5 --config > p.toml` re-runs the same problem; what the command line
     set outside the problem (replicas, device) is recorded in a comment.
     """
-    if _is_sweep_file(file):
+    from hdae.results import is_sweep_file
+
+    if is_sweep_file(file):
         if show_config:
             raise click.UsageError("--config prints one problem; a sweep file holds one per point "
                                    "(hdae.sweep.SweepFile(path).config[i])")

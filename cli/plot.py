@@ -52,7 +52,7 @@ def command(file, against, output, what, generation, summary, sweep_axes, sweep_
     """
     from hdae import plotting, sweep_plot
 
-    from hdae.results import check_writable
+    from hdae.results import check_writable, is_sweep_file
 
     try:
         plotting.image_format(output)  # before anything else: an unsupported extension writes nothing
@@ -60,7 +60,7 @@ def command(file, against, output, what, generation, summary, sweep_axes, sweep_
         raise click.ClickException(str(err)) from None
     given = _given(click.get_current_context())
     check_writable(output, force)
-    if sweep_plot.is_sweep_file(file):
+    if is_sweep_file(file):
         wrong = [n for n in ("--against", "--what", "--generation") if n in given]
         if wrong:
             raise click.UsageError(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to a sweep "

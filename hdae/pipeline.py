@@ -8,7 +8,7 @@ from pathlib import Path
 from . import compare, safety
 from .config import Problem
 from .divergence import DivergedError
-from .results import OutputExistsError, Result
+from .results import Result
 
 
 @dataclass
@@ -82,7 +82,6 @@ def run(problem: Problem, out_dir, replicas: int = 1, device: str = "auto", forc
     some did, at the end, after the theory, the comparison (of the replicas that succeeded in both) and
     the figures are written -- the error's ``outputs`` attribute then holds the :class:`RunOutputs`."""
     out = Path(out_dir)
-    check_output_folder(out, force)
     with safety.staged_folder(out, force, FILES.values()) as stage:
         result = _run_in(problem, stage, replicas, device, progress, plots, generations)
     result.files = {k: out / Path(p).name for k, p in result.files.items()}
@@ -91,29 +90,6 @@ def run(problem: Problem, out_dir, replicas: int = 1, device: str = "auto", forc
         err.outputs = result
         raise err
     return result
-
-
-def check_output_folder(out_dir, force: bool) -> None:
-    """Raise :class:`~hdae.results.OutputExistsError` (one line, with the remedy that works) unless
-    ``out_dir`` may receive a run: absent, empty, or (with ``force``) holding nothing but a previous
-    run's files. A folder with any other file is never replaced, --force or not."""
-    out = Path(out_dir).absolute()
-    if not out.is_dir():
-        return  # absent (created), or not a folder (refused by safety.staged_folder)
-    present = sorted(p.name for p in out.iterdir())
-    if not present:
-        return
-    foreign = [n for n in present if n not in set(FILES.values())]
-    listed = lambda names: f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"  # noqa: E731
-    if foreign:
-        raise OutputExistsError(f"{str(out)!r} holds files that are not a run's ({listed(foreign)}); refusing to "
-                                "write into it, --force or not: give a new or empty folder with -o")
-    if out == Path.cwd().absolute():
-        raise OutputExistsError(f"{str(out)!r} is the current folder and holds a run ({listed(present)}); refusing to "
-                                "replace it as a whole: give another folder with -o")
-    if not force:
-        raise OutputExistsError(f"{str(out)!r} already holds a run ({listed(present)}); refusing to overwrite it "
-                                "(--force replaces it as a whole, or give another folder with -o)")
 
 
 def _run_in(problem: Problem, out: Path, replicas, device, progress, plots, generations) -> RunOutputs:
@@ -149,10 +125,10 @@ def _run_in(problem: Problem, out: Path, replicas, device, progress, plots, gene
         if sim.n_generations > 1 and all(r.samples for r in rows):
             from .collapse import reference_replica
             from .plot_collapse import plot_collapse, plot_generations
-            from .plotting import save_png
+            from .plotting import save_figure
 
             rep = reference_replica(theory, sim)  # the first replica that succeeded throughout
             for what, draw in (("generations", plot_generations), ("collapse", plot_collapse)):
-                save_png(draw(theory, sim, replica=rep), paths[what], 130)
+                save_figure(draw(theory, sim, replica=rep), paths[what], 130)
                 result.files[what] = paths[what]
     return result

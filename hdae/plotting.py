@@ -606,8 +606,9 @@ def plot_training(theory: Result | None, simulation: Result | None, *, stats=("M
     'minmax', or 'std' = mean +- one standard deviation; no band for one replica); theory the
     mean of its trajectories (``theory_trajectories`` 'mean') or each trajectory thin dashed
     ('all'); with a theory of one trajectory per simulation replica (``--init-from``), both over
-    the replicas that succeeded in both files. replica k: only simulation replica k and the theory trajectory started from it
-    (the paired comparison; replicas of a random start can break symmetry differently).
+    the replicas that succeeded in both files. replica k: only simulation replica k and the theory
+    trajectory started from it (the paired comparison; replicas of a random start can break
+    symmetry differently).
     replica 'all': every replica thin solid and every trajectory thin dashed.
     Either argument may be None. Returns a matplotlib Figure.
     """
@@ -792,5 +793,3 @@ def save_figure(fig, output, dpi: int = 130) -> Path:
         fig.savefig(tmp, dpi=dpi, format=fmt)
     return output
 
-
-save_png = save_figure  # the former name (it always wrote PNG bytes, whatever the extension)

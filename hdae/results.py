@@ -301,15 +301,9 @@ class Result:
         if not path.is_file():
             raise FileNotFoundError(f"no result file at {str(path)!r}")
         try:
-            with h5py.File(path, "r", locking=False) as f:
-                sweep = f.attrs.get("kind") == "sweep"
-        except OSError as err:
-            raise ResultFileError(f"{str(path)!r} is not a readable hdae result file ({err})") from None
-        if sweep:
-            raise ResultFileError(f"{str(path)!r} is a sweep file (many runs), not one run's result: `hdae info` "
-                                  "describes it, `hdae plot` draws it, hdae.sweep.SweepFile reads it")
-        try:
             return cls._read(path)
+        except ResultFileError:
+            raise
         except (OSError, KeyError) as err:
             raise ResultFileError(f"{str(path)!r} is not a readable hdae result file ({err})") from None
 
@@ -317,6 +311,9 @@ class Result:
     def _read(cls, path: Path) -> "Result":
         with h5py.File(path, "r") as f:
             a = dict(f.attrs)
+            if a.get("kind") == "sweep":
+                raise ResultFileError(f"{str(path)!r} is a sweep file (many runs), not one run's result: "
+                                      "`hdae info` describes it, `hdae plot` draws it, hdae.sweep.SweepFile reads it")
             rep = bool(a.pop("replica_axis"))
             core = {k: a.pop(k) for k in ("kind", "config", "seed", "d", "device", "wall_time_s", "status",
                                           "message", "created", "hdae_version")}
@@ -380,6 +377,16 @@ def check_writable(path, force: bool = False):
     if path.exists() and path.is_dir():
         raise OutputExistsError(f"{str(path)!r} is a directory")
     check_output_path(path)  # a folder that cannot be written is found before computing
+
+
+def is_sweep_file(path) -> bool:
+    """True when ``path`` is an HDF5 file written by :func:`hdae.sweep.run_sweep` (read with h5py
+    alone: no numba, so `hdae info` of one run stays light)."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return f.attrs.get("kind") == "sweep"
+    except OSError:
+        return False
 
 
 def read(path) -> Result:

@@ -122,14 +122,17 @@ def staged_folder(out_dir, force: bool, names):
             raise OutputExistsError(f"{str(out)!r} exists and is not a folder")
         present = sorted(p.name for p in out.iterdir())
         foreign = [n for n in present if n not in set(names)]
-        if present and not force:
-            raise OutputExistsError(f"{str(out)!r} already holds {', '.join(present[:3])}"
-                                    f"{' ...' if len(present) > 3 else ''}; refusing to overwrite (use --force)")
+        listed = lambda items: f"{', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"  # noqa: E731
+        # each refusal names the remedy that works: --force only where it would be accepted
         if foreign:
-            raise OutputExistsError(f"{str(out)!r} holds files that are not a run's ({', '.join(foreign[:3])}); "
-                                    "refusing to replace it: give an empty or new folder")
+            raise OutputExistsError(f"{str(out)!r} holds files that are not a run's ({listed(foreign)}); refusing "
+                                    "to write into it, --force or not: give a new or empty folder with -o")
         if present and out == Path.cwd().absolute():
-            raise OutputExistsError("refusing to replace the current folder as a whole: give another output folder")
+            raise OutputExistsError(f"{str(out)!r} is the current folder and holds a run ({listed(present)}); "
+                                    "refusing to replace it as a whole: give another folder with -o")
+        if present and not force:
+            raise OutputExistsError(f"{str(out)!r} already holds a run ({listed(present)}); refusing to overwrite "
+                                    "it (--force replaces it as a whole, or give another folder with -o)")
     check_output_path(out / "probe")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = _tmp_sibling(out, "stage")

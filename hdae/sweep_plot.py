@@ -16,17 +16,6 @@ LABELS = {"modes": "number of modes of the generated density", "distance": "ener
 KEEP_DIVERGED = ("theta_reached", "diverged", "wall_time")  # summaries that mean something for a diverged run
 
 
-def is_sweep_file(path) -> bool:
-    """True when ``path`` is an HDF5 file written by :func:`hdae.sweep.run_sweep`."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return f.attrs.get("kind") == "sweep"
-    except OSError:
-        return False
-
-
 def _axis_value_index(sweep: SweepFile, key: str, text: str) -> int:
     from .config import parse_value
 
